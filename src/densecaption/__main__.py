@@ -1,0 +1,3 @@
+from densecaption.cli import main
+
+main()

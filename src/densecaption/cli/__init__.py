@@ -1,0 +1,20 @@
+"""The ``densecaption`` command: one typer app with a sub-app per pipeline stage."""
+
+from __future__ import annotations
+
+import typer
+
+from densecaption.cli import data, models
+
+
+def build_app() -> typer.Typer:
+    app = typer.Typer(name="densecaption", no_args_is_help=True, pretty_exceptions_enable=False,
+                      help="Dense, region-aligned image captions: DCI data, the sDCI benchmark, caption sets, "
+                           "CLIP and text-to-image fine-tuning.")
+    app.add_typer(data.app, name="data")
+    app.add_typer(models.app, name="models")
+    return app
+
+
+def main() -> None:
+    build_app()()

@@ -1,0 +1,459 @@
+"""Reading and writing the official DCI layout.
+
+```
+<root>/densely_captioned_images/{photos/, annotations/, complete/, splits.json}
+```
+
+Records are parsed one file at a time, so iterating a split holds one record in memory. Parsing checks
+structure only (keys, types, references between masks and entries); pixel checks live in ``validate``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Literal
+
+from densecaption.data.findings import Finding, RecordError, SkipLog, pointer
+from densecaption.data.schema import BASE_KEY, Box, DCIImage, Mask, mask_key, parse_mask_key
+from densecaption.errors import UserError
+
+INNER = "densely_captioned_images"
+SPLIT_NAMES = ("train", "valid", "test")
+Source = Literal["complete", "annotations"]
+
+_IMAGE_KEYS = ("image", "short_caption", "extra_caption", "height", "width", "mask_keys", "mask_data",
+               "summaries", "negatives", "clip_scores")
+_MASK_KEYS = ("idx", "parent", "requirements", "outer_mask", "area", "bounds", "label", "caption",
+              "mask_quality")
+
+
+# --------------------------------------------------------------------------------------------- parsing
+class _Collector:
+    """Collects findings for one file while parsing goes on, so one pass reports every problem."""
+
+    def __init__(self, file: str):
+        self.file = file
+        self.findings: list[Finding] = []
+
+    def error(self, ptr: str, reason: str) -> None:
+        self.findings.append(Finding(self.file, ptr, reason, "error"))
+
+    def warn(self, ptr: str, reason: str) -> None:
+        self.findings.append(Finding(self.file, ptr, reason, "warning"))
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    def get(self, obj: dict, key: str, kind: type | tuple[type, ...], base: tuple = (), *,
+            required: bool = True) -> Any:
+        """``obj[key]`` if present and of the right type; otherwise record an error and return None."""
+        ptr = pointer(*base, key)
+        if key not in obj:
+            if required:
+                self.error(ptr, f"missing key {key!r}")
+            return None
+        value = obj[key]
+        if not _is(value, kind):
+            self.error(ptr, f"{key!r} should be {_kind_name(kind)}, got {_type_name(value)}")
+            return None
+        return value
+
+
+def _is(value: Any, kind: type | tuple[type, ...]) -> bool:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        return False  # JSON true/false is not a number here
+    if float in kinds and isinstance(value, int):
+        return True
+    return isinstance(value, kinds)
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    names = {int: "an integer", str: "a string", list: "a list", dict: "an object", float: "a number"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null",
+            int: "integer", float: "number"}.get(type(value), type(value).__name__)
+
+
+def _parse_mask(c: _Collector, key: str, raw: Any) -> Mask | None:
+    base = ("mask_data", key)
+    if not isinstance(raw, dict):
+        c.error(pointer(*base), f"mask should be an object, got {_type_name(raw)}")
+        return None
+    n = len(c.errors)
+    idx = c.get(raw, "idx", int, base)
+    parent = c.get(raw, "parent", int, base)
+    reqs = c.get(raw, "requirements", list, base)
+    if reqs is not None:
+        for i, r in enumerate(reqs):
+            if not _is(r, int):
+                c.error(pointer(*base, "requirements", i), f"child idx should be an integer, got {_type_name(r)}")
+    outer = c.get(raw, "outer_mask", str, base)
+    area = c.get(raw, "area", int, base)
+    label = c.get(raw, "label", str, base)
+    caption = c.get(raw, "caption", str, base)
+    quality = c.get(raw, "mask_quality", int, base)
+    if quality is not None and quality not in (0, 1, 2):
+        c.error(pointer(*base, "mask_quality"), f"mask_quality should be 0, 1 or 2, got {quality}")
+    box = None
+    bounds = c.get(raw, "bounds", dict, base)
+    if bounds is not None:
+        ok = True
+        for corner in ("topLeft", "bottomRight"):
+            pt = c.get(bounds, corner, dict, (*base, "bounds"))
+            if pt is None:
+                ok = False
+                continue
+            for axis in ("x", "y"):
+                ok &= c.get(pt, axis, int, (*base, "bounds", corner)) is not None
+        if ok:
+            box = Box.from_bounds(bounds)
+            if box.width <= 0 or box.height <= 0:
+                c.error(pointer(*base, "bounds"), f"empty box: topLeft ({box.x0}, {box.y0}), "
+                                                  f"bottomRight ({box.x1}, {box.y1})")
+    if idx is not None and key != str(idx):
+        c.error(pointer(*base, "idx"), f"mask_data key {key!r} does not match idx {idx}")
+    if len(c.errors) > n:
+        return None
+    extra = {k: v for k, v in raw.items() if k not in _MASK_KEYS}
+    return Mask(idx=idx, parent=parent, requirements=[int(r) for r in reqs], outer_mask=outer, area=area,
+                box=box, label=label, caption=caption, quality=quality, extra=extra)
+
+
+def _entry_key_ok(c: _Collector, field_name: str, key: str, masks: dict[int, Mask]) -> bool:
+    if key == BASE_KEY:
+        return True
+    idx = parse_mask_key(key)
+    if idx is None:
+        c.error(pointer(field_name, key), f"{field_name} key {key!r} is neither 'base' nor 'm-<idx>-sc'")
+        return False
+    if idx not in masks:
+        c.error(pointer(field_name, key), f"{field_name} key {key!r} names mask {idx}, which does not exist")
+        return False
+    return True
+
+
+def _parse_str_list(c: _Collector, value: Any, ptr_parts: tuple) -> list[str] | None:
+    if not isinstance(value, list):
+        c.error(pointer(*ptr_parts), f"should be a list of strings, got {_type_name(value)}")
+        return None
+    bad = [i for i, s in enumerate(value) if not isinstance(s, str)]
+    for i in bad:
+        c.error(pointer(*ptr_parts, i), f"should be a string, got {_type_name(value[i])}")
+    return None if bad else list(value)
+
+
+def parse_image(obj: Any, file: str, photo_dir: Path | None = None) -> tuple[DCIImage | None, list[Finding]]:
+    """Parse one annotation document. Returns the record (None when it has errors) and all findings."""
+    c = _Collector(file)
+    if not isinstance(obj, dict):
+        c.error("", f"the document should be a JSON object, got {_type_name(obj)}")
+        return None, c.findings
+    image = c.get(obj, "image", str)
+    short = c.get(obj, "short_caption", str)
+    extra_cap = c.get(obj, "extra_caption", str)
+    height = c.get(obj, "height", int, required=False)
+    width = c.get(obj, "width", int, required=False)
+    if "height" not in obj or "width" not in obj:
+        c.warn("", "no height/width: the photo's size is used")
+    mask_keys = c.get(obj, "mask_keys", list)
+    raw_masks = c.get(obj, "mask_data", dict)
+
+    masks: dict[int, Mask] = {}
+    for key, raw in (raw_masks or {}).items():
+        m = _parse_mask(c, key, raw)
+        if m is not None:
+            masks[m.idx] = m
+    mask_errors = bool(c.errors)
+
+    # The tree: parents must exist and list their children; children may name dropped masks.
+    for m in masks.values():
+        base = ("mask_data", str(m.idx))
+        if m.parent != -1:
+            if m.parent not in masks:
+                if not mask_errors:
+                    c.error(pointer(*base, "parent"), f"parent {m.parent} does not exist")
+            elif m.idx not in masks[m.parent].requirements:
+                c.error(pointer(*base, "parent"),
+                        f"parent {m.parent} does not list {m.idx} in its requirements")
+        dropped = [r for r in m.requirements if r not in masks]
+        if dropped and not mask_errors:
+            c.warn(pointer(*base, "requirements"),
+                   f"names mask(s) {', '.join(map(str, dropped))} that do not exist (dropped small masks)")
+
+    summaries = bare = None
+    if "summaries" in obj:
+        raw = c.get(obj, "summaries", dict)
+        if raw is not None:
+            summaries, bare = {}, set()
+            for key, value in raw.items():
+                if not _entry_key_ok(c, "summaries", key, masks):
+                    continue
+                if isinstance(value, str):
+                    c.warn(pointer("summaries", key), "a bare string instead of a list: read as a list of one")
+                    summaries[key] = [value]
+                    bare.add(key)
+                    continue
+                parsed = _parse_str_list(c, value, ("summaries", key))
+                if parsed is not None:
+                    summaries[key] = parsed
+
+    negatives = None
+    if "negatives" in obj:
+        raw = c.get(obj, "negatives", dict)
+        if raw is not None:
+            negatives = {}
+            for key, kinds in raw.items():
+                if not _entry_key_ok(c, "negatives", key, masks):
+                    continue
+                if not isinstance(kinds, dict):
+                    c.error(pointer("negatives", key), f"should be an object of kind -> list, got "
+                                                       f"{_type_name(kinds)}")
+                    continue
+                parsed_kinds = {}
+                for kind, texts in kinds.items():
+                    parsed = _parse_str_list(c, texts, ("negatives", key, kind))
+                    if parsed is not None:
+                        parsed_kinds[kind] = parsed
+                negatives[key] = parsed_kinds
+
+    clip_scores = None
+    if "clip_scores" in obj:
+        raw = c.get(obj, "clip_scores", dict)
+        if raw is not None:
+            clip_scores = {}
+            for key, scores in raw.items():
+                if not _entry_key_ok(c, "clip_scores", key, masks):
+                    continue
+                if not isinstance(scores, dict):
+                    c.error(pointer("clip_scores", key), f"should be an object of name -> number, got "
+                                                         f"{_type_name(scores)}")
+                    continue
+                bad = [k for k, v in scores.items() if not _is(v, float)]
+                for k in bad:
+                    c.error(pointer("clip_scores", key, k), f"should be a number, got {_type_name(scores[k])}")
+                if not bad:
+                    clip_scores[key] = dict(scores)
+
+    if mask_keys is not None:
+        for i, k in enumerate(mask_keys):
+            if not isinstance(k, str):
+                c.error(pointer("mask_keys", i), f"should be a string, got {_type_name(k)}")
+
+    if c.errors:
+        return None, c.findings
+    record = DCIImage(
+        file=file, image=image, short_caption=short, extra_caption=extra_cap, height=height, width=width,
+        mask_keys=list(mask_keys), masks=masks, summaries=summaries, negatives=negatives,
+        clip_scores=clip_scores, extra={k: v for k, v in obj.items() if k not in _IMAGE_KEYS},
+        photo_path=(photo_dir / image) if photo_dir is not None else None,
+        bare_summary_keys=frozenset(bare or ()),
+    )
+    return record, c.findings
+
+
+def load_json_file(path: Path, file: str) -> tuple[Any, list[Finding]]:
+    """Read a JSON file; an unreadable, empty or malformed file is one error finding."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        return None, [Finding(file, "", f"cannot read: {e}")]
+    if not text.strip():
+        return None, [Finding(file, "", "empty file")]
+    try:
+        return json.loads(text), []
+    except json.JSONDecodeError as e:
+        return None, [Finding(file, "", f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}")]
+
+
+# --------------------------------------------------------------------------------------------- writing
+def image_to_json(record: DCIImage, *, with_sdci: bool = True) -> dict[str, Any]:
+    """The official JSON document of a record. ``with_sdci=False`` gives the ``annotations/`` form."""
+    out: dict[str, Any] = {"image": record.image, "short_caption": record.short_caption,
+                           "extra_caption": record.extra_caption}
+    if record.height is not None:
+        out["height"] = record.height
+    if record.width is not None:
+        out["width"] = record.width
+    out["mask_keys"] = list(record.mask_keys)
+    out["mask_data"] = {
+        str(m.idx): {"idx": m.idx, "parent": m.parent, "requirements": list(m.requirements),
+                     "outer_mask": m.outer_mask, "area": m.area, "bounds": m.box.to_bounds(),
+                     "label": m.label, "caption": m.caption, "mask_quality": m.quality, **m.extra}
+        for m in record.masks.values()
+    }
+    if with_sdci:
+        if record.summaries is not None:
+            out["summaries"] = {k: (v[0] if k in record.bare_summary_keys and len(v) == 1 else list(v))
+                                for k, v in record.summaries.items()}
+        if record.negatives is not None:
+            out["negatives"] = {k: {kind: list(t) for kind, t in kinds.items()}
+                                for k, kinds in record.negatives.items()}
+        if record.clip_scores is not None:
+            out["clip_scores"] = {k: dict(v) for k, v in record.clip_scores.items()}
+    out.update(record.extra)
+    return out
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file so that a killed process leaves either the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class DCIWriter:
+    """Writes records in the official layout under ``<out>/densely_captioned_images``.
+
+    Each record goes to ``annotations/`` (without sDCI fields) and, when it has summaries, to
+    ``complete/``; its photo is copied (or hard-linked) into ``photos/`` when a source path is known.
+    ``out`` is the folder to hold ``densely_captioned_images/`` (or that folder itself); with ``is_root``,
+    the dataset folder to write into as it is (for in-place updates).
+    """
+
+    def __init__(self, out: Path | str, *, link_photos: bool = True, is_root: bool = False):
+        self.root = Path(out)
+        if not is_root and self.root.name != INNER:
+            self.root = self.root / INNER
+        self.link_photos = link_photos
+        for sub in ("photos", "annotations", "complete"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    def write(self, record: DCIImage, *, folders: Iterable[Source] | None = None) -> None:
+        if folders is None:
+            folders = ["annotations"] + (["complete"] if record.summaries is not None else [])
+        for folder in folders:
+            doc = image_to_json(record, with_sdci=folder == "complete")
+            atomic_write_text(self.root / folder / record.file, json.dumps(doc, indent=1) + "\n")
+        self._copy_photo(record)
+
+    def _copy_photo(self, record: DCIImage) -> None:
+        dst = self.root / "photos" / record.image
+        src = record.photo_path
+        if src is None or dst.exists() or not src.exists():
+            return
+        if self.link_photos:
+            try:
+                os.link(src, dst)
+                return
+            except OSError:
+                pass
+        shutil.copyfile(src, dst)
+
+    def write_splits(self, splits: dict[str, list[str]]) -> None:
+        atomic_write_text(self.root / "splits.json", json.dumps(splits, indent=1) + "\n")
+
+
+# --------------------------------------------------------------------------------------------- dataset
+def resolve_root(path: Path | str) -> Path:
+    """The ``densely_captioned_images`` folder for a path that names it or its parent; ``sample`` works."""
+    if str(path) == "sample":
+        from densecaption.data.sample import sample_root
+
+        return sample_root()
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise UserError(f"{p}: no such folder")
+    if (p / INNER).is_dir():
+        return p / INNER
+    if any((p / s).exists() for s in ("splits.json", "annotations", "complete")):
+        return p
+    raise UserError(f"{p}: not a DCI folder (expected {INNER}/ or splits.json, annotations/, complete/ in it)")
+
+
+@dataclass
+class DCIDataset:
+    """A DCI folder opened for streaming reads. ``source`` picks ``complete/`` (sDCI) or ``annotations/``."""
+
+    root: Path
+    source: Source
+    given: str = ""
+
+    @classmethod
+    def open(cls, path: Path | str, source: Source | Literal["auto"] = "auto") -> "DCIDataset":
+        root = resolve_root(path)
+        if source == "auto":
+            source = "complete" if (root / "complete").is_dir() else "annotations"
+        if not (root / source).is_dir():
+            raise UserError(f"{root}: has no {source}/ folder")
+        return cls(root=root, source=source, given=str(path))
+
+    @property
+    def photo_dir(self) -> Path:
+        return self.root / "photos"
+
+    @property
+    def annotation_dir(self) -> Path:
+        return self.root / self.source
+
+    def splits(self) -> dict[str, list[str]]:
+        """``splits.json`` as lists of annotation file names; every file under one key if it is absent."""
+        path = self.root / "splits.json"
+        if not path.exists():
+            return {"all": self.all_files()}
+        obj, findings = load_json_file(path, "splits.json")
+        if findings:
+            raise RecordError(findings)
+        if not isinstance(obj, dict) or not all(
+                isinstance(v, list) and all(isinstance(s, str) for s in v) for v in obj.values()):
+            raise RecordError([Finding("splits.json", "", "should be an object of split name -> list of "
+                                                          "file names")])
+        return obj
+
+    def all_files(self) -> list[str]:
+        return sorted(p.name for p in self.annotation_dir.glob("*.json"))
+
+    def files(self, split: str | None = None) -> list[str]:
+        """Annotation file names of one split in ``splits.json`` order, or of all splits (no repeats)."""
+        splits = self.splits()
+        if split is not None:
+            if split not in splits:
+                raise UserError(f"{self.root / 'splits.json'}: no split {split!r} "
+                                f"(has: {', '.join(splits) or 'none'})")
+            names = splits[split]
+        else:
+            names = [n for v in splits.values() for n in v]
+        return list(dict.fromkeys(self.file_name(n) for n in names))
+
+    @staticmethod
+    def file_name(split_entry: str) -> str:
+        return split_entry if split_entry.endswith(".json") else f"{split_entry}.json"
+
+    def read(self, file: str) -> DCIImage:
+        """Parse one annotation file; raises ``RecordError`` with every error found in it."""
+        path = self.annotation_dir / file
+        rel = f"{self.source}/{file}"
+        if not path.exists():
+            raise RecordError([Finding(rel, "", "file named in splits.json does not exist")])
+        obj, findings = load_json_file(path, rel)
+        if findings:
+            raise RecordError(findings)
+        record, findings = parse_image(obj, file, self.photo_dir)
+        if record is None:
+            raise RecordError([f for f in findings if f.severity == "error"])
+        return record
+
+    def iter_images(self, split: str | None = None, skip: SkipLog | None = None) -> Iterator[DCIImage]:
+        """Yield records one at a time; a bad record goes to ``skip`` (or raises with ``strict``)."""
+        skip = skip if skip is not None else SkipLog(strict=True)
+        for file in self.files(split):
+            try:
+                yield self.read(file)
+            except RecordError as e:
+                skip.skip(e)

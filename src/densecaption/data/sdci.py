@@ -1,0 +1,64 @@
+"""Which parts of a record become sDCI entries: the whole photo, then each kept mask's subcrop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from densecaption.data.schema import BASE_KEY, Box, DCIImage, Entry, Mask, mask_key
+from densecaption.data.subcrop import PAD_FRACTION, subcrop_box
+
+MIN_BOX = 224
+
+
+@dataclass(frozen=True)
+class EntryFilter:
+    """sDCI's mask filter. Defaults are the reference protocol's: an unpadded box of at least 224x224 px
+    and summaries present; mask quality is not looked at unless ``drop_quality`` names levels."""
+
+    min_box: int = MIN_BOX
+    require_summaries: bool = True
+    drop_quality: frozenset[int] = field(default_factory=frozenset)
+    pad: float = PAD_FRACTION
+
+    def keeps(self, record: DCIImage, mask: Mask) -> bool:
+        if mask.box.width < self.min_box or mask.box.height < self.min_box:
+            return False
+        if mask.quality in self.drop_quality:
+            return False
+        return not self.require_summaries or mask_key(mask.idx) in (record.summaries or {})
+
+
+def photo_size(record: DCIImage) -> tuple[int, int]:
+    """(width, height) of the photo, read from the file header (no pixels decoded)."""
+    from PIL import Image
+
+    if record.photo_path is None or not record.photo_path.exists():
+        raise FileNotFoundError(f"{record.file}: photo {record.image!r} not found")
+    with Image.open(record.photo_path) as im:
+        return im.size
+
+
+def sdci_entries(record: DCIImage, filt: EntryFilter = EntryFilter(),
+                 size: tuple[int, int] | None = None) -> list[Entry]:
+    """The base entry, then one entry per kept mask in ``mask_data`` order.
+
+    ``size`` is the photo's (width, height); read from the photo when not given. A record without
+    summaries gives no entries when the filter requires them.
+    """
+    summaries = record.summaries or {}
+    if filt.require_summaries and BASE_KEY not in summaries:
+        return []
+    width, height = size if size is not None else photo_size(record)
+    negatives = record.negatives or {}
+    scores = record.clip_scores or {}
+
+    def entry(key: str, idx: int | None, crop: Box) -> Entry:
+        return Entry(image_file=record.file, key=key, mask_idx=idx, summaries=list(summaries.get(key, [])),
+                     negatives={k: list(v) for k, v in negatives.get(key, {}).items()},
+                     clip_scores=dict(scores[key]) if key in scores else None, crop=crop)
+
+    entries = [entry(BASE_KEY, None, Box(0, 0, width, height))]
+    for mask in record.masks.values():
+        if filt.keeps(record, mask):
+            entries.append(entry(mask_key(mask.idx), mask.idx, subcrop_box(mask.box, width, height, filt.pad)))
+    return entries

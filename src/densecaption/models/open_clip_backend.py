@@ -1,0 +1,108 @@
+"""open_clip models: ``open_clip:ARCH[:PRETRAINED]`` and ``open_clip:local-dir:DIR``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from PIL.Image import Image
+
+from densecaption.errors import UserError
+from densecaption.models.base import EmbeddingModel
+from densecaption.models.registry import ModelSpec
+from densecaption.models.weights import weights_of_folder, write_marker
+
+
+class OpenClipModel(EmbeddingModel):
+    def __init__(self, model, preprocess, tokenizer, *, spec: str, weights: str, device: str,
+                 batch_size: int = 64):
+        self.model = model.eval().to(device)
+        self.preprocess = preprocess
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.weights = weights
+        self.device = device
+        self.batch_size = batch_size
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.model.logit_scale.detach().exp())
+
+    @torch.inference_mode()
+    def encode_images(self, images: Sequence[Image]) -> torch.Tensor:
+        out = []
+        for i in range(0, len(images), self.batch_size):
+            batch = torch.stack([self.preprocess(im) for im in images[i:i + self.batch_size]]).to(self.device)
+            out.append(self.model.encode_image(batch, normalize=True).float().cpu())
+        return torch.cat(out) if out else torch.empty(0)
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        out = []
+        for i in range(0, len(texts), self.batch_size):
+            tokens = self.tokenizer(list(texts[i:i + self.batch_size])).to(self.device)
+            out.append(self.model.encode_text(tokens, normalize=True).float().cpu())
+        return torch.cat(out) if out else torch.empty(0)
+
+
+def load_open_clip(parsed: ModelSpec, *, spec: str, device: str) -> OpenClipModel:
+    import open_clip
+
+    target = parsed.target
+    if target.startswith("local-dir:"):
+        folder = Path(target[len("local-dir:"):]).expanduser()
+        if not (folder / "open_clip_config.json").is_file():
+            raise UserError(f"model spec {spec!r}: {folder} has no open_clip_config.json")
+        name, pretrained, weights = f"local-dir:{folder}", None, weights_of_folder(folder)
+    else:
+        name, _, pretrained = target.partition(":")
+        if name not in open_clip.list_models():
+            raise UserError(f"model spec {spec!r}: open_clip has no architecture {name!r} "
+                            f"(see open_clip.list_models())")
+        if not pretrained:
+            weights = "random"
+        elif Path(pretrained).expanduser().is_file():
+            weights = weights_of_folder(Path(pretrained).expanduser().parent)
+        else:
+            if pretrained not in open_clip.list_pretrained_tags_by_model(name):
+                raise UserError(f"model spec {spec!r}: {pretrained!r} is neither a file nor an open_clip "
+                                f"pretrained tag of {name}")
+            weights = "pretrained"
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained or None)
+    except (RuntimeError, OSError, ValueError) as e:
+        raise UserError(f"model spec {spec!r}: could not load the weights ({e}). Without network access, "
+                        f"download them elsewhere and pass the checkpoint file as PRETRAINED.") from e
+    tokenizer = open_clip.get_tokenizer(name)
+    return OpenClipModel(model, preprocess, tokenizer, spec=spec, weights=weights, device=device)
+
+
+TINY_OVERRIDES = {"embed_dim": 64,
+                  "vision_cfg": {"width": 64, "layers": 2, "head_width": 32},
+                  "text_cfg": {"width": 64, "layers": 2, "heads": 2}}
+
+
+def init_random_open_clip(arch: str, out: Path, *, seed: int = 0, tiny: bool = False) -> Path:
+    """Write a random-initialised open_clip model as a ``local-dir`` folder with the random marker."""
+    import open_clip
+    from safetensors.torch import save_file
+
+    cfg = open_clip.get_model_config(arch)
+    if cfg is None:
+        raise UserError(f"open_clip has no architecture {arch!r}")
+    if tiny:
+        for key, value in TINY_OVERRIDES.items():
+            cfg[key] = {**cfg[key], **value} if isinstance(value, dict) else value
+    torch.manual_seed(seed)
+    model = open_clip.CLIP(**cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    preprocess = {"mean": list(open_clip.OPENAI_DATASET_MEAN), "std": list(open_clip.OPENAI_DATASET_STD),
+                  "interpolation": "bicubic", "resize_mode": "shortest"}
+    (out / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg, "preprocess_cfg": preprocess},
+                                                          indent=1) + "\n")
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out / "open_clip_model.safetensors"))
+    write_marker(out, weights="random", backend="open_clip", arch=arch, seed=seed, tiny=tiny)
+    return out
