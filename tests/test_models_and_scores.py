@@ -1,0 +1,115 @@
+"""open_clip loading through the real local-dir path, the weights label, and stored clip_scores."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from densecaption.cli import build_app
+from densecaption.data.clip_scores import score_texts
+from densecaption.data.dci import DCIDataset
+from densecaption.data.subcrop import subcrop_box
+from densecaption.errors import UserError
+from densecaption.models.registry import ModelSpec, load_model
+from tests.conftest import make_doc, write_dataset
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny-clip")
+    result = CliRunner().invoke(build_app(), ["models", "init-random", "ViT-B-32", str(out), "--tiny", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_spec_parsing():
+    spec = ModelSpec.parse("hf:org/model#gguf=model.Q4.gguf")
+    assert (spec.prefix, spec.target, spec.options) == ("hf", "org/model", {"gguf": "model.Q4.gguf"})
+    assert ModelSpec.parse("open_clip:ViT-B-32:openai").target == "ViT-B-32:openai"
+    with pytest.raises(UserError, match="PREFIX:TARGET"):
+        ModelSpec.parse("ViT-B-32")
+    with pytest.raises(UserError, match="unknown prefix"):
+        load_model("nope:thing")
+
+
+def test_unknown_arch_and_unloadable_weights_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="no architecture"):
+        load_model("open_clip:ViT-Q-99")
+    with pytest.raises(UserError, match="neither a file nor an open_clip pretrained tag"):
+        load_model("open_clip:ViT-B-32:not-a-tag")
+    with pytest.raises(UserError, match="no open_clip_config.json"):
+        load_model(f"open_clip:local-dir:{tmp_path}")
+
+
+def test_random_folder_loads_back_with_its_label_and_weights(tiny_clip):
+    import open_clip
+
+    model = load_model(f"open_clip:local-dir:{tiny_clip}", device="cpu")
+    assert model.weights == "random"
+    cfg = json.loads((tiny_clip / "open_clip_config.json").read_text())["model_cfg"]
+    torch.manual_seed(3)
+    fresh = open_clip.CLIP(**cfg)
+    for (name, a), b in zip(model.model.state_dict().items(), fresh.state_dict().values()):
+        assert torch.equal(a, b), name
+    (tiny_clip / "densecaption-weights.json").rename(tiny_clip / "marker.bak")
+    try:
+        assert load_model(f"open_clip:local-dir:{tiny_clip}", device="cpu").weights == "unknown"
+    finally:
+        (tiny_clip / "marker.bak").rename(tiny_clip / "densecaption-weights.json")
+
+
+def test_score_text_names_follow_file_order():
+    pairs = score_texts(["s0", "s1"], {"swaps": ["w0", "w1"], "basic": ["b0"]})
+    assert pairs == [("sum", "s0"), ("swaps_0", "w0"), ("swaps_1", "w1"), ("basic_0", "b0")]
+
+
+def test_clip_scores_command_matches_direct_model_computation(tmp_path, tiny_clip):
+    write_dataset(tmp_path / "in", {"1-data.json": make_doc()})
+    result = CliRunner().invoke(build_app(), ["data", "clip-scores", "--data", str(tmp_path / "in"), "--model",
+                                              f"open_clip:local-dir:{tiny_clip}", "--out", str(tmp_path / "out"),
+                                              "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "weights: random" in result.output
+    record = DCIDataset.open(tmp_path / "out").read("1-data.json")
+    assert set(record.clip_scores) == {"base", "m-1-sc"}
+
+    # Independently: open_clip directly, the padded subcrop cut by hand.
+    import open_clip
+
+    net, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{tiny_clip}")
+    tokenizer = open_clip.get_tokenizer(f"local-dir:{tiny_clip}")
+    photo = record.open_photo()
+    box = subcrop_box(record.masks[1].box, *photo.size)
+    crop = photo.crop((box.x0, box.y0, box.x1, box.y1))
+    with torch.no_grad():
+        img = net.encode_image(preprocess(crop)[None], normalize=True)
+        txt = net.encode_text(tokenizer(["the red box", "box the red"]), normalize=True)
+        expected = (net.logit_scale.exp() * img @ txt.T)[0].tolist()
+    assert record.clip_scores["m-1-sc"]["sum"] == pytest.approx(expected[0], abs=1e-4)
+    assert record.clip_scores["m-1-sc"]["swaps_0"] == pytest.approx(expected[1], abs=1e-4)
+    assert list(record.clip_scores["base"]) == ["sum", "basic_0", "layout_0", "swaps_0"]
+    # the input is untouched
+    assert DCIDataset.open(tmp_path / "in").read("1-data.json").clip_scores["base"]["sum"] == 30.5
+
+
+def test_clip_scores_needs_exactly_one_destination(tmp_path, tiny_clip):
+    write_dataset(tmp_path / "in", {"1-data.json": make_doc()})
+    result = CliRunner().invoke(build_app(), ["data", "clip-scores", "--data", str(tmp_path / "in"), "--model",
+                                              f"open_clip:local-dir:{tiny_clip}"])
+    assert result.exit_code == 2 and "exactly one of --out" in result.output
+
+
+def test_clip_scores_in_place_skips_bad_records(tmp_path, tiny_clip):
+    inner = write_dataset(tmp_path, {"1-data.json": make_doc(), "2-data.json": "{broken"})
+    result = CliRunner().invoke(build_app(), ["data", "clip-scores", "--data", str(tmp_path), "--model",
+                                              f"open_clip:local-dir:{tiny_clip}", "--in-place"])
+    assert result.exit_code == 0, result.output
+    assert "1 record(s) skipped" in result.output
+    rescored = json.loads((inner / "complete" / "1-data.json").read_text())["clip_scores"]
+    assert rescored["base"]["sum"] != 30.5
+    strict = CliRunner().invoke(build_app(), ["data", "clip-scores", "--data", str(tmp_path), "--model",
+                                              f"open_clip:local-dir:{tiny_clip}", "--in-place", "--strict"])
+    assert strict.exit_code == 1 and "2-data.json" in strict.output and "Traceback" not in strict.output
