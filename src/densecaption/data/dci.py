@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal
+from typing import Any, Callable, Iterable, Iterator, Literal
 
 from densecaption.data.findings import Finding, RecordError, SkipLog, pointer
 from densecaption.data.schema import BASE_KEY, Box, DCIImage, Mask, mask_key, parse_mask_key
@@ -153,6 +153,24 @@ def _parse_str_list(c: _Collector, value: Any, ptr_parts: tuple) -> list[str] | 
     return None if bad else list(value)
 
 
+def _entry_map(c: _Collector, obj: dict, field_name: str, masks: dict[int, Mask],
+               parse_value: Callable[[str, Any], Any]) -> dict[str, Any] | None:
+    """An optional per-entry object (``summaries``, ``negatives``, ``clip_scores``): keys checked against
+    the masks, values parsed by ``parse_value`` (None for a value with errors). None when absent."""
+    if field_name not in obj:
+        return None
+    raw = c.get(obj, field_name, dict)
+    if raw is None:
+        return None
+    out = {}
+    for key, value in raw.items():
+        if _entry_key_ok(c, field_name, key, masks):
+            parsed = parse_value(key, value)
+            if parsed is not None:
+                out[key] = parsed
+    return out
+
+
 def parse_image(obj: Any, file: str, photo_dir: Path | None = None) -> tuple[DCIImage | None, list[Finding]]:
     """Parse one annotation document. Returns the record (None when it has errors) and all findings."""
     c = _Collector(file)
@@ -191,59 +209,34 @@ def parse_image(obj: Any, file: str, photo_dir: Path | None = None) -> tuple[DCI
             c.warn(pointer(*base, "requirements"),
                    f"names mask(s) {', '.join(map(str, dropped))} that do not exist (dropped small masks)")
 
-    summaries = bare = None
-    if "summaries" in obj:
-        raw = c.get(obj, "summaries", dict)
-        if raw is not None:
-            summaries, bare = {}, set()
-            for key, value in raw.items():
-                if not _entry_key_ok(c, "summaries", key, masks):
-                    continue
-                if isinstance(value, str):
-                    c.warn(pointer("summaries", key), "a bare string instead of a list: read as a list of one")
-                    summaries[key] = [value]
-                    bare.add(key)
-                    continue
-                parsed = _parse_str_list(c, value, ("summaries", key))
-                if parsed is not None:
-                    summaries[key] = parsed
+    bare: set[str] = set()
 
-    negatives = None
-    if "negatives" in obj:
-        raw = c.get(obj, "negatives", dict)
-        if raw is not None:
-            negatives = {}
-            for key, kinds in raw.items():
-                if not _entry_key_ok(c, "negatives", key, masks):
-                    continue
-                if not isinstance(kinds, dict):
-                    c.error(pointer("negatives", key), f"should be an object of kind -> list, got "
-                                                       f"{_type_name(kinds)}")
-                    continue
-                parsed_kinds = {}
-                for kind, texts in kinds.items():
-                    parsed = _parse_str_list(c, texts, ("negatives", key, kind))
-                    if parsed is not None:
-                        parsed_kinds[kind] = parsed
-                negatives[key] = parsed_kinds
+    def summary_list(key: str, value: Any) -> list[str] | None:
+        if isinstance(value, str):
+            c.warn(pointer("summaries", key), "a bare string instead of a list: read as a list of one")
+            bare.add(key)
+            return [value]
+        return _parse_str_list(c, value, ("summaries", key))
 
-    clip_scores = None
-    if "clip_scores" in obj:
-        raw = c.get(obj, "clip_scores", dict)
-        if raw is not None:
-            clip_scores = {}
-            for key, scores in raw.items():
-                if not _entry_key_ok(c, "clip_scores", key, masks):
-                    continue
-                if not isinstance(scores, dict):
-                    c.error(pointer("clip_scores", key), f"should be an object of name -> number, got "
-                                                         f"{_type_name(scores)}")
-                    continue
-                bad = [k for k, v in scores.items() if not _is(v, float)]
-                for k in bad:
-                    c.error(pointer("clip_scores", key, k), f"should be a number, got {_type_name(scores[k])}")
-                if not bad:
-                    clip_scores[key] = dict(scores)
+    def negative_kinds(key: str, kinds: Any) -> dict[str, list[str]] | None:
+        if not isinstance(kinds, dict):
+            c.error(pointer("negatives", key), f"should be an object of kind -> list, got {_type_name(kinds)}")
+            return None
+        parsed = {kind: _parse_str_list(c, texts, ("negatives", key, kind)) for kind, texts in kinds.items()}
+        return {kind: texts for kind, texts in parsed.items() if texts is not None}
+
+    def score_map(key: str, scores: Any) -> dict[str, float] | None:
+        if not isinstance(scores, dict):
+            c.error(pointer("clip_scores", key), f"should be an object of name -> number, got {_type_name(scores)}")
+            return None
+        bad = [k for k, v in scores.items() if not _is(v, float)]
+        for k in bad:
+            c.error(pointer("clip_scores", key, k), f"should be a number, got {_type_name(scores[k])}")
+        return None if bad else dict(scores)
+
+    summaries = _entry_map(c, obj, "summaries", masks, summary_list)
+    negatives = _entry_map(c, obj, "negatives", masks, negative_kinds)
+    clip_scores = _entry_map(c, obj, "clip_scores", masks, score_map)
 
     if mask_keys is not None:
         for i, k in enumerate(mask_keys):
@@ -257,7 +250,7 @@ def parse_image(obj: Any, file: str, photo_dir: Path | None = None) -> tuple[DCI
         mask_keys=list(mask_keys), masks=masks, summaries=summaries, negatives=negatives,
         clip_scores=clip_scores, extra={k: v for k, v in obj.items() if k not in _IMAGE_KEYS},
         photo_path=(photo_dir / image) if photo_dir is not None else None,
-        bare_summary_keys=frozenset(bare or ()),
+        bare_summary_keys=frozenset(bare),
     )
     return record, c.findings
 
