@@ -52,16 +52,28 @@ class RateColumn(ProgressColumn):
         return Text(f"{speed:.1f}/s" if speed else "-/s")
 
 
+class Ticker:
+    """What ``progress_bar`` yields: call it to advance, ``set_total`` once the size is known."""
+
+    def __init__(self, progress: Progress, task):
+        self._progress, self._task = progress, task
+
+    def __call__(self, n: int = 1) -> None:
+        self._progress.advance(self._task, n)
+
+    def set_total(self, total: int) -> None:
+        self._progress.update(self._task, total=total)
+
+
 @contextmanager
-def progress_bar(description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar with rate and ETA on stderr; yields ``advance(n)``. Hidden when not a terminal."""
+def progress_bar(description: str, total: int | None = None) -> Iterator[Ticker]:
+    """A rich progress bar with rate and ETA on stderr. Hidden when stderr is not a terminal."""
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
                         TimeElapsedColumn(),
                         TimeRemainingColumn(), console=err_console(), transient=True,
                         disable=not sys.stderr.isatty())
     with progress:
-        task = progress.add_task(description, total=total)
-        yield lambda n=1: progress.advance(task, n)
+        yield Ticker(progress, progress.add_task(description, total=total))
 
 
 def skip_log(strict: bool) -> SkipLog:

@@ -35,9 +35,8 @@ def validate(
     """
     from densecaption.data.validate import validate_dataset
 
-    total: list[int] = []
-    with progress_bar("validating") as advance:
-        report = validate_dataset(path, progress=advance, on_total=total.append)
+    with progress_bar("validating") as tick:
+        report = validate_dataset(path, progress=tick, on_total=tick.set_total)
     if as_json:
         out_console().print_json(json.dumps(report.to_dict()))
     else:
