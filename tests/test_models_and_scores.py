@@ -113,3 +113,20 @@ def test_clip_scores_in_place_skips_bad_records(tmp_path, tiny_clip):
     strict = CliRunner().invoke(build_app(), ["data", "clip-scores", "--data", str(tmp_path), "--model",
                                               f"open_clip:local-dir:{tiny_clip}", "--in-place", "--strict"])
     assert strict.exit_code == 1 and "2-data.json" in strict.output and "Traceback" not in strict.output
+
+
+def test_clip_scores_resume_into_the_same_out(tmp_path, tiny_clip):
+    write_dataset(tmp_path / "in", {"1-data.json": make_doc(), "2-data.json": make_doc()})
+    args = ["data", "clip-scores", "--data", str(tmp_path / "in"), "--model", f"open_clip:local-dir:{tiny_clip}",
+            "--out", str(tmp_path / "out")]
+    runner = CliRunner()
+    assert "scored 2 records" in runner.invoke(build_app(), args).output
+    out = tmp_path / "out" / "densely_captioned_images"
+    first = (out / "complete" / "1-data.json").read_text()
+    (out / "complete" / "2-data.json").unlink()  # as if killed before writing it
+    result = runner.invoke(build_app(), args)
+    assert result.exit_code == 0 and "scored 1 records" in result.output
+    assert (out / "complete" / "1-data.json").read_text() == first
+    assert json.loads((out / "clip_scores_model.json").read_text())["weights"] == "random"
+    other = runner.invoke(build_app(), args[:5] + ["open_clip:ViT-B-32", "--out", str(tmp_path / "out")])
+    assert other.exit_code == 2 and "holds scores from" in other.output

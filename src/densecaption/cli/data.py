@@ -11,7 +11,6 @@ import typer
 from rich.table import Table
 
 from densecaption.cli._common import err_console, guarded, out_console, progress_bar, report_skips, skip_log
-from densecaption.data.findings import Finding, RecordError
 from densecaption.errors import DataError, UserError
 
 app = typer.Typer(help="Validate, describe, draw and prepare datasets in the official DCI layout.",
@@ -152,16 +151,19 @@ def clip_scores(
     out: Annotated[Optional[Path], typer.Option(help="Write a new dataset here (photos hard-linked).")] = None,
     in_place: Annotated[bool, typer.Option("--in-place", help="Rewrite the input's complete/ files.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = "auto",
+    overwrite: Annotated[bool, typer.Option(help="Rescore records already in --out.")] = False,
     strict: Annotated[bool, typer.Option(help="Stop at the first bad record instead of skipping it.")] = False,
 ):
     """Compute the stored clip_scores of every summarised entry.
 
     Each entry's photo or subcrop is scored against its first summary (``sum``) and each negative
     (``<kind>_<i>``) as logit_scale x cosine, like the release's CLIP ViT-B/32 scores. The hardest-negative
-    test and caption-set selection read them.
+    test and caption-set selection read them. The output folder records the model in
+    clip_scores_model.json; re-running into the same --out with the same model resumes where it stopped.
     """
-    from densecaption.data.clip_scores import compute_record_scores
+    from densecaption.data.clip_scores import score_dataset
     from densecaption.data.dci import DCIDataset, DCIWriter
+    from densecaption.models.base import EmbeddingModel
     from densecaption.models.registry import load_model
 
     if (out is None) == (not in_place):
@@ -172,27 +174,15 @@ def clip_scores(
     if in_place and str(data) == "sample":
         raise UserError("the bundled sample is read-only: use --out, or `densecaption data sample DIR` first")
     loaded = load_model(model, device=device)
+    if not isinstance(loaded, EmbeddingModel):
+        raise UserError(f"{model}: clip_scores need a model that embeds images and texts (CLIP, SigLIP)")
     writer = DCIWriter(out) if out is not None else DCIWriter(dataset.root, is_root=True)
     if out is not None and (dataset.root / "splits.json").exists():
         shutil.copyfile(dataset.root / "splits.json", writer.root / "splits.json")
-    files = dataset.all_files()
     log = skip_log(strict)
-    scored = 0
-    with progress_bar("scoring", total=len(files)) as advance:
-        for file in files:
-            try:
-                record = dataset.read(file)
-                if record.summaries:
-                    try:
-                        record.clip_scores = compute_record_scores(record, loaded)
-                    except OSError as e:
-                        raise RecordError([Finding(f"complete/{file}", "/image", str(e))]) from e
-                    scored += 1
-            except RecordError as e:
-                log.skip(e)
-                continue
-            writer.write(record, folders=["complete"] if in_place else None)
-            advance(1)
+    with progress_bar("scoring", total=len(dataset.all_files())) as tick:
+        scored = score_dataset(dataset, loaded, writer, skip=log, in_place=in_place, overwrite=overwrite,
+                               progress=tick)
     report_skips(log)
     label = "" if loaded.weights == "pretrained" else f" [yellow](weights: {loaded.weights})[/]"
     out_console().print(f"scored {scored} records with {model}{label} -> {writer.root}")

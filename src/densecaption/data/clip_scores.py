@@ -3,8 +3,17 @@ first summary (``sum``) and against each negative (``<kind>_<i>``)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Callable
+
+from densecaption.data.dci import DCIDataset, DCIWriter, atomic_write_text
+from densecaption.data.findings import Finding, RecordError, SkipLog
 from densecaption.data.schema import BASE_KEY, DCIImage, parse_mask_key
 from densecaption.data.subcrop import subcrop_box
+from densecaption.errors import UserError
+
+PROVENANCE = "clip_scores_model.json"
 
 
 def score_texts(summaries: list[str], negatives: dict[str, list[str]]) -> list[tuple[str, str]]:
@@ -38,3 +47,40 @@ def compute_record_scores(record: DCIImage, model) -> dict[str, dict[str, float]
     sims = (model.logit_scale * image_emb @ text_emb.T).tolist()
     column = {t: i for i, t in enumerate(texts)}
     return {key: {name: float(sims[row][column[t]]) for name, t in named[key]} for row, key in enumerate(keys)}
+
+
+def score_dataset(dataset: DCIDataset, model, writer: DCIWriter, *, skip: SkipLog, in_place: bool = False,
+                  overwrite: bool = False, progress: Callable[[int], None] = lambda n: None) -> int:
+    """Score every record of ``dataset`` into ``writer``; returns how many records were scored.
+
+    The writer's folder records which model made the scores (``clip_scores_model.json``). Writing to a new
+    folder resumes: records already written there by the same model are not scored again.
+    """
+    provenance = {"model": model.spec, "weights": model.weights}
+    marker = writer.root / PROVENANCE
+    done: set[str] = set()
+    if not in_place and marker.exists() and not overwrite:
+        previous = json.loads(marker.read_text())
+        if previous.get("model") != model.spec:
+            raise UserError(f"{writer.root} holds scores from {previous.get('model')!r}, not {model.spec!r} "
+                            "(use --overwrite or another --out)")
+        done = {p.name for p in (writer.root / "complete").glob("*.json")}
+    atomic_write_text(marker, json.dumps(provenance, indent=1) + "\n")
+    scored = 0
+    for file in dataset.all_files():
+        progress(1)
+        if file in done:
+            continue
+        try:
+            record = dataset.read(file)
+            if record.summaries:
+                try:
+                    record.clip_scores = compute_record_scores(record, model)
+                except OSError as e:
+                    raise RecordError([Finding(f"{dataset.source}/{file}", "/image", str(e))]) from e
+                scored += 1
+        except RecordError as e:
+            skip.skip(e)
+            continue
+        writer.write(record, folders=["complete"] if in_place else None)
+    return scored
