@@ -146,8 +146,8 @@ def write_readme(out: Path, sources: list[dict], records: list[DCIImage]) -> Non
     lines = [
         "# The densecaption sample dataset",
         "",
-        f"{len(records)} real photos that ship inside Python packages, annotated by hand for this project in "
-        "the official DCI layout (`densely_captioned_images/{photos, annotations, complete, splits.json}`).",
+        f"{len(records)} real images that ship inside Python packages (photos, and one clip-art silhouette: "
+        "`horse`), annotated by hand for this project in the official DCI layout (`densely_captioned_images/{photos, annotations, complete, splits.json}`).",
         "Masks were traced as polygons, ellipses and rectangles over the real regions of each photo (no SAM);",
         "captions, summaries and negatives were written for what each photo shows. Build script:",
         "`tools/build_sample.py` from `tools/sample_source/*.json` in the repository.",

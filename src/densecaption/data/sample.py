@@ -1,4 +1,4 @@
-"""The sample dataset bundled with the package (12 real photos in the official DCI layout)."""
+"""The sample dataset bundled with the package (13 real images in the official DCI layout)."""
 
 from __future__ import annotations
 

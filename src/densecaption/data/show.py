@@ -34,7 +34,7 @@ def render_annotation(record: DCIImage, out: Path | str, *, min_box: int = 0, dp
         ax.text(m.box.x0 + 3, m.box.y0 + 3, tag, color="white", fontsize=8, va="top",
                 bbox={"facecolor": colour, "alpha": 0.8, "pad": 1.5, "edgecolor": "none"})
     ax.set_axis_off()
-    ax.set_title("\n".join(textwrap.wrap(f"{record.id}: {record.short_caption}", 90)), fontsize=9)
+    ax.set_title("\n".join(textwrap.wrap(f"{record.id}: {record.short_caption}", int(fig_w * 11))), fontsize=9)
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
