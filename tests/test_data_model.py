@@ -13,6 +13,7 @@ from densecaption.data.schema import Box, DCIImage
 from densecaption.data.sdci import EntryFilter, sdci_entries
 from densecaption.data.subcrop import cut, grey_background, subcrop_box
 from densecaption.data.text import image_text, mask_text
+from densecaption.errors import UserError
 from tests.conftest import make_doc, mask_entry, write_dataset
 
 
@@ -203,3 +204,11 @@ def test_skip_log_strict_raises_and_lenient_counts(tmp_path):
     assert len(log.skipped) == 1 and log.skipped[0].findings[0].file == "complete/b-data.json"
     with pytest.raises(RecordError):
         list(ds.iter_images("test", SkipLog(strict=True)))
+
+
+def test_find_by_file_id_or_photo(tmp_path):
+    write_dataset(tmp_path, {"7-data.json": make_doc(image="sa_42.jpg"), "8-data.json": make_doc(image="b.jpg")})
+    ds = DCIDataset.open(tmp_path)
+    assert ds.find("7-data.json") == ds.find("7-data") == ds.find("7") == ds.find("sa_42.jpg") == "7-data.json"
+    with pytest.raises(UserError, match="no record 'sa_0.jpg'"):
+        ds.find("sa_0.jpg")

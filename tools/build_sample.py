@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from densecaption.data.clip_scores import compute_record_scores
-from densecaption.data.dci import DCIDataset, DCIWriter
+from densecaption.data.dci import DCIWriter
 from densecaption.data.schema import BASE_KEY, NEGATIVE_KINDS, Box, DCIImage, Mask, encode_mask_png, mask_key
 from densecaption.data.sdci import MIN_BOX
 from densecaption.tokens import ClipTokenCounter
@@ -206,7 +206,6 @@ def main(argv: list[str] | None = None) -> int:
     for record in records:
         writer.write(record)
     write_readme(args.out, sources, records)
-    DCIDataset.open(args.out)  # opens as a dataset
     print(f"wrote {len(records)} records to {writer.root}" + (" (with problems above)" if failed else ""))
     return 1 if failed else 0
 

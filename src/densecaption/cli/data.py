@@ -108,25 +108,9 @@ def show(
     from densecaption.data.show import render_annotation
 
     dataset = DCIDataset.open(path)
-    record = dataset.read(find_record(dataset, image))
+    record = dataset.read(dataset.find(image))
     render_annotation(record, out, min_box=min_box)
     out_console().print(f"wrote {out}")
-
-
-def find_record(dataset, image: str) -> str:
-    """The annotation file that ``image`` names (file name, id, or photo name)."""
-    files = dataset.all_files()
-    for candidate in (image, f"{image}.json", f"{image}-data.json"):
-        if candidate in files:
-            return candidate
-    for file in files:
-        try:
-            if json.loads((dataset.annotation_dir / file).read_text()).get("image") == image:
-                return file
-        except (ValueError, AttributeError, OSError):
-            continue
-    raise UserError(f"{dataset.root}: no record {image!r} in {dataset.source}/ (give a file name, an id or a "
-                    "photo name)")
 
 
 @app.command()

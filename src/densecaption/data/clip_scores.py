@@ -27,9 +27,11 @@ def score_texts(summaries: list[str], negatives: dict[str, list[str]]) -> list[t
 def compute_record_scores(record: DCIImage, model) -> dict[str, dict[str, float]]:
     """Scores for every summarised entry of ``record`` with an ``EmbeddingModel`` (one batch per record,
     each distinct text encoded once)."""
+    keys = [k for k, v in (record.summaries or {}).items() if v]
+    if not keys:
+        return {}
     photo = record.open_photo()
     width, height = photo.size
-    keys = [k for k, v in (record.summaries or {}).items() if v]
     crops = []
     for key in keys:
         idx = parse_mask_key(key)
@@ -40,8 +42,6 @@ def compute_record_scores(record: DCIImage, model) -> dict[str, dict[str, float]
             crops.append(photo.crop((box.x0, box.y0, box.x1, box.y1)))
     named = {key: score_texts(record.summaries[key], (record.negatives or {}).get(key, {})) for key in keys}
     texts = list(dict.fromkeys(t for pairs in named.values() for _, t in pairs))
-    if not keys:
-        return {}
     image_emb = model.encode_images(crops)
     text_emb = model.encode_texts(texts)
     sims = (model.logit_scale * image_emb @ text_emb.T).tolist()

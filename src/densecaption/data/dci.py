@@ -428,6 +428,19 @@ class DCIDataset:
     def file_name(split_entry: str) -> str:
         return split_entry if split_entry.endswith(".json") else f"{split_entry}.json"
 
+    def find(self, name: str) -> str:
+        """The annotation file that ``name`` names: a file name, an id (``<id>`` or ``<id>-data``) or a photo."""
+        files = self.all_files()
+        for candidate in (name, f"{name}.json", f"{name}-data.json"):
+            if candidate in files:
+                return candidate
+        for file in files:
+            obj, findings = load_json_file(self.annotation_dir / file, file)
+            if not findings and isinstance(obj, dict) and obj.get("image") == name:
+                return file
+        raise UserError(f"{self.root}: no record {name!r} in {self.source}/ (give a file name, an id or a "
+                        "photo name)")
+
     def read(self, file: str) -> DCIImage:
         """Parse one annotation file; raises ``RecordError`` with every error found in it."""
         path = self.annotation_dir / file
