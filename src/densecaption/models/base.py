@@ -1,4 +1,9 @@
-"""The contract every image-text model meets, so that benchmarks and data tools need not know the backend."""
+"""The contract every image-text model meets, so that benchmarks and data tools need not know the backend.
+
+A model turns images and texts into features and features into a score matrix. Embedding models (CLIP,
+SigLIP) score with ``logit_scale * cosine (+ logit_bias)``; other scorers (the text-only language prior)
+fit the same three calls, so the benchmark encodes every unique crop and text once whatever the backend.
+"""
 
 from __future__ import annotations
 
@@ -10,34 +15,51 @@ from PIL.Image import Image
 
 
 class ImageTextModel(ABC):
-    """Scores (image, text) pairs. ``weights`` is ``pretrained``, ``random`` or ``unknown``."""
+    """Scores (image, text) pairs; higher means a better match.
+
+    Attributes every backend sets: ``spec`` (as given), ``weights`` (``pretrained``, ``random`` or
+    ``unknown``), ``device``, ``truncated_texts`` (texts longer than the model's context so far, which its
+    tokenizer truncated) and ``notes`` (lines that results must carry, e.g. what a score means).
+    """
 
     spec: str
     weights: str
-
-    @abstractmethod
-    def score(self, images: Sequence[Image], texts: Sequence[str]) -> torch.Tensor:
-        """A (len(images), len(texts)) matrix of scores; higher means a better match."""
-
-
-class EmbeddingModel(ImageTextModel):
-    """A model that embeds images and texts apart (CLIP, SigLIP): score = logit_scale * cosine.
-
-    Benchmarks call ``encode_images``/``encode_texts`` directly so each item is encoded once.
-    """
+    device: str = "cpu"
+    lora: str | None = None
+    truncated_texts: int = 0
+    notes: tuple[str, ...] = ()
 
     @abstractmethod
     def encode_images(self, images: Sequence[Image]) -> torch.Tensor:
-        """L2-normalised image embeddings, one row per image, as float32 on the CPU."""
+        """One feature row per image, float32 on the CPU."""
 
     @abstractmethod
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
-        """L2-normalised text embeddings, one row per text, as float32 on the CPU."""
+        """One feature row per text, float32 on the CPU."""
+
+    @abstractmethod
+    def similarity(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+        """The (n_images, n_texts) score matrix of already encoded features."""
+
+    def score(self, images: Sequence[Image], texts: Sequence[str]) -> torch.Tensor:
+        return self.similarity(self.encode_images(images), self.encode_texts(texts))
+
+
+class EmbeddingModel(ImageTextModel):
+    """A model that embeds images and texts apart (CLIP, SigLIP); features are L2-normalised."""
+
+    logit_bias: float = 0.0
 
     @property
     @abstractmethod
     def logit_scale(self) -> float:
         """The learned temperature, already exponentiated (100 for OpenAI CLIP)."""
 
-    def score(self, images: Sequence[Image], texts: Sequence[str]) -> torch.Tensor:
-        return self.logit_scale * self.encode_images(images) @ self.encode_texts(texts).T
+    def similarity(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+        return self.logit_scale * image_features @ text_features.T + self.logit_bias
+
+
+def batched(items: Sequence, size: int):
+    """Consecutive slices of ``items`` of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Sequence
@@ -10,7 +11,8 @@ import torch
 from PIL.Image import Image
 
 from densecaption.errors import UserError
-from densecaption.models.base import EmbeddingModel
+from densecaption.models.base import EmbeddingModel, batched
+from densecaption.models.lora import apply_lora
 from densecaption.models.registry import ModelSpec
 from densecaption.models.weights import weights_of_folder, write_marker
 
@@ -19,6 +21,8 @@ class OpenClipModel(EmbeddingModel):
     def __init__(self, model, preprocess, tokenizer, *, spec: str, weights: str, device: str,
                  batch_size: int = 64):
         self.model = model.eval().to(device)
+        self.context_length = getattr(tokenizer, "context_length", 77)
+        self.embed_dim = int(getattr(model.visual, "output_dim", 0))
         self.preprocess = preprocess
         self.tokenizer = tokenizer
         self.spec = spec
@@ -32,22 +36,34 @@ class OpenClipModel(EmbeddingModel):
 
     @torch.inference_mode()
     def encode_images(self, images: Sequence[Image]) -> torch.Tensor:
-        out = []
-        for i in range(0, len(images), self.batch_size):
-            batch = torch.stack([self.preprocess(im) for im in images[i:i + self.batch_size]]).to(self.device)
-            out.append(self.model.encode_image(batch, normalize=True).float().cpu())
-        return torch.cat(out) if out else torch.empty(0)
+        out = [torch.empty(0, self.embed_dim)]
+        for batch in batched(images, self.batch_size):
+            pixels = torch.stack([self.preprocess(im) for im in batch]).to(self.device)
+            with autocast(self.device):
+                out.append(self.model.encode_image(pixels, normalize=True).float().cpu())
+        return torch.cat(out)
 
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
-        out = []
-        for i in range(0, len(texts), self.batch_size):
-            tokens = self.tokenizer(list(texts[i:i + self.batch_size])).to(self.device)
-            out.append(self.model.encode_text(tokens, normalize=True).float().cpu())
-        return torch.cat(out) if out else torch.empty(0)
+        out = [torch.empty(0, self.embed_dim)]
+        encode = getattr(self.tokenizer, "encode", None)
+        for batch in batched(list(texts), self.batch_size):
+            if encode is not None:  # CLIP's BPE: count what the tokenizer is about to cut
+                self.truncated_texts += sum(len(encode(t)) + 2 > self.context_length for t in batch)
+            tokens = self.tokenizer(batch).to(self.device)
+            with autocast(self.device):
+                out.append(self.model.encode_text(tokens, normalize=True).float().cpu())
+        return torch.cat(out)
 
 
-def load_open_clip(parsed: ModelSpec, *, spec: str, device: str) -> OpenClipModel:
+def autocast(device: str):
+    """Mixed precision on a GPU, nothing on the CPU."""
+    if device.startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    return contextlib.nullcontext()
+
+
+def load_open_clip(parsed: ModelSpec, *, spec: str, device: str, lora: str | None = None) -> OpenClipModel:
     import open_clip
 
     target = parsed.target
@@ -76,6 +92,8 @@ def load_open_clip(parsed: ModelSpec, *, spec: str, device: str) -> OpenClipMode
         raise UserError(f"model spec {spec!r}: could not load the weights ({e}). Without network access, "
                         f"download them elsewhere and pass the checkpoint file as PRETRAINED.") from e
     tokenizer = open_clip.get_tokenizer(name)
+    if lora is not None:
+        model = apply_lora(model, lora)
     return OpenClipModel(model, preprocess, tokenizer, spec=spec, weights=weights, device=device)
 
 

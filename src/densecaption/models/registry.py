@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from densecaption.errors import UserError
 from densecaption.models.base import ImageTextModel
@@ -11,6 +12,8 @@ from densecaption.models.base import ImageTextModel
 # prefix -> "module:function"; imported only when a spec with that prefix is loaded.
 BACKENDS: dict[str, str] = {
     "open_clip": "densecaption.models.open_clip_backend:load_open_clip",
+    "hf": "densecaption.models.hf_backend:load_hf",
+    "lm": "densecaption.models.lm_backend:load_lm",
 }
 
 
@@ -36,15 +39,19 @@ class ModelSpec:
         return cls(prefix, target, options)
 
 
-def load_model(spec: str, *, device: str = "auto") -> ImageTextModel:
-    """Load any registered model from its spec string."""
+def load_model(spec: str, *, device: str = "auto", lora: str | None = None) -> ImageTextModel:
+    """Load any registered model from its spec string, with a peft LoRA adapter folder if given."""
     parsed = ModelSpec.parse(spec)
     if parsed.prefix not in BACKENDS:
         raise UserError(f"model spec {spec!r}: unknown prefix {parsed.prefix!r} "
                         f"(known: {', '.join(sorted(BACKENDS))})")
     module, _, func = BACKENDS[parsed.prefix].partition(":")
     loader = getattr(importlib.import_module(module), func)
-    return loader(parsed, spec=spec, device=resolve_device(device))
+    if lora is not None and not (Path(lora).expanduser() / "adapter_config.json").is_file():
+        raise UserError(f"--lora {lora}: not a peft adapter folder (no adapter_config.json)")
+    model = loader(parsed, spec=spec, device=resolve_device(device), lora=lora)
+    model.lora = lora
+    return model
 
 
 def resolve_device(device: str) -> str:
