@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from densecaption.cli import data, models
+from densecaption.cli import bench, data, models, report
 
 
 def build_app() -> typer.Typer:
@@ -13,6 +13,8 @@ def build_app() -> typer.Typer:
                            "CLIP and text-to-image fine-tuning.")
     app.add_typer(data.app, name="data")
     app.add_typer(models.app, name="models")
+    app.add_typer(bench.app, name="bench")
+    app.add_typer(report.app, name="report")
     return app
 
 

@@ -66,14 +66,21 @@ class Ticker:
 
 
 @contextmanager
-def progress_bar(description: str, total: int | None = None) -> Iterator[Ticker]:
-    """A rich progress bar with rate and ETA on stderr. Hidden when stderr is not a terminal."""
+def progress_stages(enabled: bool = True) -> Iterator[Callable[[str, int | None], Ticker]]:
+    """Rich progress bars with rate and ETA on stderr, one per stage: yields ``stage(name, total)``.
+    Hidden when stderr is not a terminal or ``enabled`` is false (e.g. on non-main processes)."""
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
-                        TimeElapsedColumn(),
-                        TimeRemainingColumn(), console=err_console(), transient=True,
-                        disable=not sys.stderr.isatty())
+                        TimeElapsedColumn(), TimeRemainingColumn(), console=err_console(), transient=True,
+                        disable=not (enabled and sys.stderr.isatty()))
     with progress:
-        yield Ticker(progress, progress.add_task(description, total=total))
+        yield lambda name, total=None: Ticker(progress, progress.add_task(name, total=total))
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None = None) -> Iterator[Ticker]:
+    """One progress bar (see ``progress_stages``)."""
+    with progress_stages() as stage:
+        yield stage(description, total)
 
 
 def skip_log(strict: bool) -> SkipLog:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -12,16 +13,31 @@ from densecaption.cli._common import guarded, out_console
 app = typer.Typer(help="Make and inspect model folders.", no_args_is_help=True)
 
 
+class Backend(str, Enum):
+    open_clip = "open_clip"
+    hf = "hf"
+
+
 @app.command("init-random")
 @guarded
 def init_random(
-    arch: Annotated[str, typer.Argument(help="open_clip architecture, e.g. ViT-B-32.")],
-    out: Annotated[Path, typer.Argument(help="Folder to write (load it as open_clip:local-dir:OUT).")],
+    arch: Annotated[str, typer.Argument(help="open_clip architecture, e.g. ViT-B-32 (sizes for both backends).")],
+    out: Annotated[Path, typer.Argument(help="Folder to write (load it as open_clip:local-dir:OUT or hf:OUT).")],
+    backend: Annotated[Backend, typer.Option(help="open_clip folder, or a transformers CLIP folder (CLIPModel "
+                                                  "with a CLIP tokenizer and image processor).")]
+    = Backend.open_clip,
     seed: Annotated[int, typer.Option(help="Seed of the random initialisation.")] = 0,
     tiny: Annotated[bool, typer.Option(help="Shrink widths and depths to a few layers (fast tests).")] = False,
 ):
     """Write a random-initialised model with the marker that labels its results ``weights: random``."""
-    from densecaption.models.open_clip_backend import init_random_open_clip
+    if backend is Backend.hf:
+        from densecaption.models.hf_backend import init_random_hf_clip
 
-    folder = init_random_open_clip(arch, out, seed=seed, tiny=tiny)
-    out_console().print(f"wrote random {arch} to {folder}; load it as open_clip:local-dir:{folder}")
+        folder = init_random_hf_clip(arch, out, seed=seed, tiny=tiny)
+        spec = f"hf:{folder}"
+    else:
+        from densecaption.models.open_clip_backend import init_random_open_clip
+
+        folder = init_random_open_clip(arch, out, seed=seed, tiny=tiny)
+        spec = f"open_clip:local-dir:{folder}"
+    out_console().print(f"wrote random {arch} ({backend.value}) to {folder}; load it as {spec}", highlight=False)

@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 import torch
 
 from densecaption.data.schema import Box
+from densecaption.distributed import process_state
 
 ENCODE_CHUNK = 64
 
@@ -41,17 +42,6 @@ class _CropDataset(torch.utils.data.Dataset):
         return [photo.crop((b.x0, b.y0, b.x1, b.y1)) for b in boxes]
 
 
-def _distributed():
-    """accelerate's process state when launched with several processes, else None."""
-    import os
-
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return None
-    from accelerate import PartialState
-
-    return PartialState()
-
-
 @dataclass
 class FeatureStore:
     """Features of every unique crop and text of a run, and how many of each this run encoded."""
@@ -65,16 +55,22 @@ class FeatureStore:
     def encode(self, crops: Sequence[CropKey], texts: Sequence[str],
                progress: Callable[[int], None] = lambda n: None) -> tuple[torch.Tensor, torch.Tensor]:
         """(image features, text features) in the order given; each item encoded once across processes."""
-        state = _distributed()
+        state = process_state()
         rank, world = (state.process_index, state.num_processes) if state else (0, 1)
         mine_crops = [i for i in range(len(crops)) if i % world == rank]
         mine_texts = [i for i in range(len(texts)) if i % world == rank]
+        before = (self.encoded_images, self.encoded_texts)
         image_parts = self._encode_crops([crops[i] for i in mine_crops], progress)
         text_parts = self._encode_texts([texts[i] for i in mine_texts], progress)
         if state is None:
             return image_parts, text_parts
-        return (_gather(state, mine_crops, image_parts, len(crops)),
-                _gather(state, mine_texts, text_parts, len(texts)))
+        from accelerate.utils import gather_object
+
+        # every process reports the whole run's counts
+        counts = gather_object([(self.encoded_images - before[0], self.encoded_texts - before[1])])
+        self.encoded_images = before[0] + sum(c[0] for c in counts)
+        self.encoded_texts = before[1] + sum(c[1] for c in counts)
+        return (_gather(mine_crops, image_parts, len(crops)), _gather(mine_texts, text_parts, len(texts)))
 
     def _encode_crops(self, crops: Sequence[CropKey], progress) -> torch.Tensor:
         cache = self._cache("images")
@@ -144,7 +140,8 @@ def _stack(rows: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(rows) if rows else torch.empty(0, 0)
 
 
-def _gather(state, indices: list[int], features: torch.Tensor, total: int) -> torch.Tensor:
+def _gather(indices: list[int], features: torch.Tensor, total: int) -> torch.Tensor:
+    """All processes' (index, row) pairs put back in the original order."""
     from accelerate.utils import gather_object
 
     pairs = gather_object(list(zip(indices, features)))

@@ -1,0 +1,228 @@
+"""transformers CLIP and SigLIP models: ``hf:ID_OR_DIR``, a hub id or a local folder.
+
+The kind comes from the folder's ``config.json`` (``model_type``), and the tokenizer and image processor
+from the same folder, so a model is preprocessed the way it was trained. Hub ids need network access or the
+Hugging Face cache; the build machines have neither, so tests write random models to a folder
+(``init_random_hf_clip``) and load them back through the same path a user's download takes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from PIL.Image import Image
+
+from densecaption.errors import UserError
+from densecaption.models.base import EmbeddingModel, batched
+from densecaption.models.lora import apply_lora
+from densecaption.models.open_clip_backend import autocast
+from densecaption.models.registry import ModelSpec
+from densecaption.models.weights import weights_of_folder, write_marker
+
+# model_type -> transformers class name; the only kinds an embedding benchmark can score.
+KINDS = {"clip": "CLIPModel", "siglip": "SiglipModel"}
+
+
+class HFEmbeddingModel(EmbeddingModel):
+    """A transformers CLIPModel or SiglipModel behind the common contract.
+
+    ``kind`` is the config's ``model_type``. SigLIP texts are padded to the full context and fed without an
+    attention mask, as SigLIP was trained (its text tower pools the last position, and its pad is its EOS);
+    CLIP texts are padded to the longest in the batch with a mask (its causal mask makes padding inert).
+    """
+
+    def __init__(self, model, tokenizer, image_processor, *, kind: str, spec: str, weights: str, device: str,
+                 batch_size: int = 64):
+        self.model = model.eval().to(device)
+        self.kind = kind
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.context_length = context_length(model.config, tokenizer)
+        self.embed_dim = embed_dim(model.config)
+        self.spec = spec
+        self.weights = weights
+        self.device = device
+        self.batch_size = batch_size
+        self.logit_bias = float(model.logit_bias.detach()) if kind == "siglip" else 0.0
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.model.logit_scale.detach().exp())
+
+    @torch.inference_mode()
+    def encode_images(self, images: Sequence[Image]) -> torch.Tensor:
+        out = [torch.empty(0, self.embed_dim)]
+        for batch in batched(list(images), self.batch_size):
+            rgb = [im if im.mode == "RGB" else im.convert("RGB") for im in batch]
+            pixels = self.image_processor(images=rgb, return_tensors="pt")["pixel_values"].to(self.device)
+            with autocast(self.device):
+                features = pooled(self.model.get_image_features(pixel_values=pixels))
+            out.append(normalize(features))
+        return torch.cat(out)
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        out = [torch.empty(0, self.embed_dim)]
+        padding = "max_length" if self.kind == "siglip" else True
+        for batch in batched(list(texts), self.batch_size):
+            # Tokenise once uncut to count what the cut below drops (verbose=False: no too-long warning).
+            lengths = self.tokenizer(batch, verbose=False)["input_ids"]
+            self.truncated_texts += sum(len(ids) > self.context_length for ids in lengths)
+            tokens = self.tokenizer(batch, padding=padding, truncation=True, max_length=self.context_length,
+                                    return_tensors="pt")
+            inputs = {"input_ids": tokens["input_ids"].to(self.device)}
+            if self.kind == "clip" and "attention_mask" in tokens:
+                inputs["attention_mask"] = tokens["attention_mask"].to(self.device)
+            with autocast(self.device):
+                features = pooled(self.model.get_text_features(**inputs))
+            out.append(normalize(features))
+        return torch.cat(out)
+
+
+def pooled(output) -> torch.Tensor:
+    """The projected features: transformers 5 returns an output object (projection in ``pooler_output``),
+    older versions a tensor."""
+    if isinstance(output, torch.Tensor):
+        return output
+    features = getattr(output, "pooler_output", None)
+    return features if features is not None else output[0]
+
+
+def normalize(features: torch.Tensor) -> torch.Tensor:
+    features = features.float()
+    return (features / features.norm(dim=-1, keepdim=True)).cpu()
+
+
+def context_length(config, tokenizer) -> int:
+    """The text length the model takes: the tokenizer's limit, capped by the position table."""
+    positions = int(config.text_config.max_position_embeddings)
+    limit = getattr(tokenizer, "model_max_length", None)
+    return min(positions, int(limit)) if isinstance(limit, int) and limit > 0 else positions
+
+
+def embed_dim(config) -> int:
+    """The feature width: CLIP's projection_dim, SigLIP's text hidden size (its head keeps the width)."""
+    if getattr(config, "model_type", "") == "clip":
+        return int(config.projection_dim)
+    return int(config.text_config.hidden_size)
+
+
+def load_hf(parsed: ModelSpec, *, spec: str, device: str, lora: str | None = None) -> HFEmbeddingModel:
+    import transformers
+    from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
+
+    target = parsed.target
+    folder = Path(target).expanduser()
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise UserError(f"model spec {spec!r}: {folder} has no config.json (not a transformers model folder)")
+        source, weights = str(folder), weights_of_folder(folder)
+    elif target.startswith((".", "/", "~")) or folder.exists():
+        raise UserError(f"model spec {spec!r}: {folder} is not a folder")
+    else:
+        source, weights = target, "pretrained"
+    try:
+        config = AutoConfig.from_pretrained(source)
+        kind = getattr(config, "model_type", None)
+        if kind not in KINDS:
+            raise UserError(f"model spec {spec!r}: model_type {kind!r} is not an embedding model this backend "
+                            f"scores (known: {', '.join(sorted(KINDS))})")
+        model = getattr(transformers, KINDS[kind]).from_pretrained(source, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        image_processor = AutoImageProcessor.from_pretrained(source)
+    except ImportError as e:  # e.g. SigLIP's sentencepiece tokenizer needs sentencepiece and protobuf
+        raise UserError(f"model spec {spec!r}: a package the model's tokenizer or processor needs is missing "
+                        f"({first_line(e) or type(e).__name__}); install it, e.g. pip install sentencepiece "
+                        f"protobuf") from e
+    except (OSError, ValueError) as e:
+        if weights == "pretrained":
+            raise UserError(f"model spec {spec!r}: could not load {target!r} from the hub: there is no network "
+                            f"access or Hugging Face cache for it ({first_line(e)}). Download the model "
+                            f"elsewhere and pass its folder: hf:/path/to/folder") from e
+        raise UserError(f"model spec {spec!r}: could not load the model folder ({first_line(e)})") from e
+    if lora is not None:
+        model = apply_lora(model, lora)
+    return HFEmbeddingModel(model, tokenizer, image_processor, kind=kind, spec=spec, weights=weights,
+                            device=device)
+
+
+def first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+TINY = {"hidden": 64, "layers": 2, "heads": 2, "projection": 64, "image_size": 224, "patch_size": 32}
+
+
+def init_random_hf_clip(arch: str, out: Path, *, seed: int = 0, tiny: bool = False) -> Path:
+    """Write a random transformers CLIP folder (model, CLIP tokenizer, image processor, random marker).
+
+    Sizes follow open_clip's config of ``arch`` (or a few tiny layers with ``tiny``). The tokenizer is
+    built from open_clip's shipped BPE vocabulary, so its ids are those of open_clip and of OpenAI CLIP.
+    """
+    import open_clip
+    from transformers import CLIPConfig, CLIPModel
+
+    cfg = open_clip.get_model_config(arch)
+    if cfg is None:
+        raise UserError(f"open_clip has no architecture {arch!r}")
+    vision, text = cfg["vision_cfg"], cfg["text_cfg"]
+    if (not isinstance(vision.get("layers"), int) or "timm_model_name" in vision or "hf_model_name" in text
+            or "hf_tokenizer_name" in text or text.get("vocab_size") != 49408):
+        raise UserError(f"{arch}: --backend hf builds ViT CLIP architectures with the CLIP tokenizer "
+                        f"(e.g. ViT-B-32, ViT-B-16, ViT-L-14), not this one")
+    act = "quick_gelu" if cfg.get("quick_gelu") else "gelu"
+    if tiny:
+        t = TINY
+        vision_config = dict(hidden_size=t["hidden"], intermediate_size=4 * t["hidden"],
+                             num_hidden_layers=t["layers"], num_attention_heads=t["heads"],
+                             image_size=t["image_size"], patch_size=t["patch_size"])
+        text_config = dict(hidden_size=t["hidden"], intermediate_size=4 * t["hidden"],
+                           num_hidden_layers=t["layers"], num_attention_heads=t["heads"])
+        projection_dim = t["projection"]
+    else:
+        width = vision["width"]
+        vision_config = dict(hidden_size=width, intermediate_size=int(width * vision.get("mlp_ratio", 4.0)),
+                             num_hidden_layers=vision["layers"],
+                             num_attention_heads=width // vision.get("head_width", 64),
+                             image_size=vision["image_size"], patch_size=vision["patch_size"])
+        text_config = dict(hidden_size=text["width"], intermediate_size=int(text["width"] * text.get("mlp_ratio", 4.0)),
+                           num_hidden_layers=text["layers"], num_attention_heads=text["heads"])
+        projection_dim = cfg["embed_dim"]
+    context = int(text.get("context_length", 77))
+    text_config.update(vocab_size=49408, max_position_embeddings=context, hidden_act=act,
+                       bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)
+    vision_config.update(hidden_act=act)
+    torch.manual_seed(seed)
+    model = CLIPModel(CLIPConfig(text_config=text_config, vision_config=vision_config,
+                                 projection_dim=projection_dim))
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    clip_processor(out, image_size=int(vision_config["image_size"]), context_length=context).save_pretrained(out)
+    write_marker(out, weights="random", backend="hf", arch=arch, seed=seed, tiny=tiny)
+    return out
+
+
+def clip_processor(folder: Path, *, image_size: int = 224, context_length: int = 77):
+    """A CLIPProcessor whose tokenizer is open_clip's BPE vocabulary (``vocab.json`` + ``merges.txt``
+    written into ``folder``) and whose image processor is OpenAI CLIP's resize, crop and normalisation."""
+    import open_clip
+    from open_clip.tokenizer import SimpleTokenizer
+    from transformers import CLIPImageProcessor, CLIPProcessor, CLIPTokenizer
+
+    simple = SimpleTokenizer()
+    vocab = dict(simple.encoder)  # open_clip names the two special tokens differently from transformers
+    vocab["<|startoftext|>"] = vocab.pop("<start_of_text>")
+    vocab["<|endoftext|>"] = vocab.pop("<end_of_text>")
+    merges = sorted(simple.bpe_ranks, key=simple.bpe_ranks.__getitem__)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+    tokenizer = CLIPTokenizer.from_pretrained(str(folder), model_max_length=context_length)
+    image_processor = CLIPImageProcessor(size={"shortest_edge": image_size},
+                                         crop_size={"height": image_size, "width": image_size},
+                                         image_mean=list(open_clip.OPENAI_DATASET_MEAN),
+                                         image_std=list(open_clip.OPENAI_DATASET_STD))
+    return CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
