@@ -146,3 +146,22 @@ def test_unloadable_specs_are_user_errors(tiny_lm, monkeypatch):
     assert spec in str(info.value)
     with pytest.raises(UserError, match="not a folder"):
         load_model(f"lm:{tiny_lm / 'nope'}", device="cpu")
+
+
+@pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning")  # peft on transformers 5
+def test_lora_adapter_is_merged_into_the_lm(tiny_lm, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    base = AutoModelForCausalLM.from_pretrained(tiny_lm)
+    config = LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False)  # non-zero update
+    get_peft_model(base, config).save_pretrained(tmp_path / "adapter")
+    texts = ["a dog runs across the green grass", "red mat"]
+    plain = load_model(f"lm:{tiny_lm}", device="cpu").encode_texts(texts)
+    adapted = load_model(f"lm:{tiny_lm}", device="cpu", lora=str(tmp_path / "adapter"))
+    assert adapted.lora == str(tmp_path / "adapter")
+    scores = adapted.encode_texts(texts)
+    assert not torch.allclose(scores, plain)
+    for text, score in zip(texts, scores[:, 0]):
+        assert float(score) == pytest.approx(independent_score(adapted, text), abs=1e-5)

@@ -135,7 +135,7 @@ def load_hf(parsed: ModelSpec, *, spec: str, device: str, lora: str | None = Non
         image_processor = AutoImageProcessor.from_pretrained(source)
     except ImportError as e:  # e.g. SigLIP's sentencepiece tokenizer needs sentencepiece and protobuf
         raise UserError(f"model spec {spec!r}: a package the model's tokenizer or processor needs is missing "
-                        f"({first_line(e) or type(e).__name__}); install it, e.g. pip install sentencepiece "
+                        f"({first_line(e)}); install it, e.g. pip install sentencepiece "
                         f"protobuf") from e
     except (OSError, ValueError) as e:
         if weights == "pretrained":
@@ -200,7 +200,9 @@ def init_random_hf_clip(arch: str, out: Path, *, seed: int = 0, tiny: bool = Fal
                                  projection_dim=projection_dim))
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
-    clip_processor(out, image_size=int(vision_config["image_size"]), context_length=context).save_pretrained(out)
+    processor = clip_processor(out, image_size=int(vision_config["image_size"]), context_length=context)
+    processor.save_pretrained(out)
+    processor.image_processor.save_pretrained(out)  # preprocessor_config.json too, the layout of hub folders
     write_marker(out, weights="random", backend="hf", arch=arch, seed=seed, tiny=tiny)
     return out
 
