@@ -7,6 +7,7 @@ fit the same three calls, so the benchmark encodes every unique crop and text on
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from typing import Sequence
 
@@ -51,14 +52,22 @@ class EmbeddingModel(ImageTextModel):
     """A model that embeds images and texts apart (CLIP, SigLIP); features are L2-normalised."""
 
     logit_bias: float = 0.0
+    model: torch.nn.Module
 
     @property
-    @abstractmethod
     def logit_scale(self) -> float:
-        """The learned temperature, already exponentiated (100 for OpenAI CLIP)."""
+        """The wrapped model's learned temperature, exponentiated (100 for OpenAI CLIP)."""
+        return float(self.model.logit_scale.detach().exp())
 
     def similarity(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
         return self.logit_scale * image_features @ text_features.T + self.logit_bias
+
+
+def autocast(device: str):
+    """Mixed precision on a GPU, nothing on the CPU."""
+    if device.startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    return contextlib.nullcontext()
 
 
 def batched(items: Sequence, size: int):

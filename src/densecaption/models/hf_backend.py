@@ -16,9 +16,8 @@ import torch
 from PIL.Image import Image
 
 from densecaption.errors import UserError
-from densecaption.models.base import EmbeddingModel, batched
+from densecaption.models.base import EmbeddingModel, autocast, batched
 from densecaption.models.lora import apply_lora
-from densecaption.models.open_clip_backend import autocast
 from densecaption.models.registry import ModelSpec
 from densecaption.models.weights import weights_of_folder, write_marker
 
@@ -47,10 +46,6 @@ class HFEmbeddingModel(EmbeddingModel):
         self.device = device
         self.batch_size = batch_size
         self.logit_bias = float(model.logit_bias.detach()) if kind == "siglip" else 0.0
-
-    @property
-    def logit_scale(self) -> float:
-        return float(self.model.logit_scale.detach().exp())
 
     @torch.inference_mode()
     def encode_images(self, images: Sequence[Image]) -> torch.Tensor:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 from typing import Sequence
@@ -11,7 +10,7 @@ import torch
 from PIL.Image import Image
 
 from densecaption.errors import UserError
-from densecaption.models.base import EmbeddingModel, batched
+from densecaption.models.base import EmbeddingModel, autocast, batched
 from densecaption.models.lora import apply_lora
 from densecaption.models.registry import ModelSpec
 from densecaption.models.weights import weights_of_folder, write_marker
@@ -29,10 +28,6 @@ class OpenClipModel(EmbeddingModel):
         self.weights = weights
         self.device = device
         self.batch_size = batch_size
-
-    @property
-    def logit_scale(self) -> float:
-        return float(self.model.logit_scale.detach().exp())
 
     @torch.inference_mode()
     def encode_images(self, images: Sequence[Image]) -> torch.Tensor:
@@ -54,13 +49,6 @@ class OpenClipModel(EmbeddingModel):
             with autocast(self.device):
                 out.append(self.model.encode_text(tokens, normalize=True).float().cpu())
         return torch.cat(out)
-
-
-def autocast(device: str):
-    """Mixed precision on a GPU, nothing on the CPU."""
-    if device.startswith("cuda"):
-        return torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-    return contextlib.nullcontext()
 
 
 def load_open_clip(parsed: ModelSpec, *, spec: str, device: str, lora: str | None = None) -> OpenClipModel:
