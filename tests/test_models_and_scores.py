@@ -130,3 +130,41 @@ def test_clip_scores_resume_into_the_same_out(tmp_path, tiny_clip):
     assert json.loads((out / "clip_scores_model.json").read_text())["weights"] == "random"
     other = runner.invoke(build_app(), args[:5] + ["open_clip:ViT-B-32", "--out", str(tmp_path / "out")])
     assert other.exit_code == 2 and "holds scores from" in other.output
+
+
+def test_open_clip_arch_with_a_local_checkpoint_file(tmp_path):
+    import open_clip
+
+    from densecaption.models.weights import write_marker
+
+    torch.manual_seed(0)
+    net = open_clip.create_model("ViT-S-32")
+    checkpoint = tmp_path / "vit-s-32.pt"
+    torch.save(net.state_dict(), checkpoint)
+    model = load_model(f"open_clip:ViT-S-32:{checkpoint}", device="cpu")
+    assert model.weights == "unknown"
+    for (name, a), b in zip(model.model.state_dict().items(), net.state_dict().values()):
+        assert torch.equal(a, b), name
+    write_marker(tmp_path, weights="random")
+    assert load_model(f"open_clip:ViT-S-32:{checkpoint}", device="cpu").weights == "random"
+
+
+def test_lora_adapter_on_open_clip(tmp_path, tiny_clip):
+    import open_clip
+    from peft import LoraConfig, get_peft_model
+    from PIL import Image
+
+    base = load_model(f"open_clip:local-dir:{tiny_clip}", device="cpu")
+    net, _, _ = open_clip.create_model_and_transforms(f"local-dir:{tiny_clip}")
+    torch.manual_seed(1)
+    peft_net = get_peft_model(net, LoraConfig(r=4, target_modules=["c_fc", "c_proj"], init_lora_weights=False))
+    peft_net.save_pretrained(tmp_path / "adapter")
+    adapted = load_model(f"open_clip:local-dir:{tiny_clip}", device="cpu", lora=str(tmp_path / "adapter"))
+    assert adapted.lora == str(tmp_path / "adapter")
+    image = Image.new("RGB", (64, 48), (200, 30, 30))
+    texts = ["a red square", "a blue circle"]
+    with torch.no_grad():
+        tokens = open_clip.get_tokenizer(f"local-dir:{tiny_clip}")(texts)
+        expected = peft_net.encode_text(tokens, normalize=True)
+    assert torch.allclose(adapted.encode_texts(texts), expected, atol=1e-5)
+    assert not torch.allclose(adapted.score([image], texts), base.score([image], texts), atol=1e-4)
