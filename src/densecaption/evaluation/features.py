@@ -54,33 +54,41 @@ class FeatureStore:
 
     def encode(self, crops: Sequence[CropKey], texts: Sequence[str],
                progress: Callable[[int], None] = lambda n: None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(image features, text features) in the order given; each item encoded once across processes."""
+        """(image features, text features) in the order given; each item not in the cache is encoded once,
+        by one of the processes, and every process gets all features back."""
         state = process_state()
         rank, world = (state.process_index, state.num_processes) if state else (0, 1)
-        mine_crops = [i for i in range(len(crops)) if i % world == rank]
-        mine_texts = [i for i in range(len(texts)) if i % world == rank]
-        before = (self.encoded_images, self.encoded_texts)
-        image_parts = self._encode_crops([crops[i] for i in mine_crops], progress)
-        text_parts = self._encode_texts([texts[i] for i in mine_texts], progress)
-        if state is None:
-            return image_parts, text_parts
-        from accelerate.utils import gather_object
+        text_keys = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
+        text_cache = self._load("texts")
+        todo_texts = [i for i, k in enumerate(text_keys) if k not in text_cache][rank::world]
+        new_texts = list(zip(todo_texts, self._encode_texts([texts[i] for i in todo_texts], progress)))
+        if getattr(self.model, "uses_images", True):
+            image_keys = [_crop_digest(c) for c in crops]
+            image_cache = self._load("images")
+            todo_crops = [i for i, k in enumerate(image_keys) if k not in image_cache][rank::world]
+            new_crops = list(zip(todo_crops, self._encode_crops([crops[i] for i in todo_crops], progress)))
+        else:  # an image-blind scorer: no photo is decoded
+            image_keys, image_cache, new_crops = [], {}, []
+        if state is not None:
+            from accelerate.utils import gather_object
 
-        # every process reports the whole run's counts
-        counts = gather_object([(self.encoded_images - before[0], self.encoded_texts - before[1])])
-        self.encoded_images = before[0] + sum(c[0] for c in counts)
-        self.encoded_texts = before[1] + sum(c[1] for c in counts)
-        return (_gather(mine_crops, image_parts, len(crops)), _gather(mine_texts, text_parts, len(texts)))
+            new_crops, new_texts = gather_object(new_crops), gather_object(new_texts)
+        for cache, keys, new in ((image_cache, image_keys, new_crops), (text_cache, text_keys, new_texts)):
+            cache.update((keys[i], row) for i, row in new)
+        self.encoded_images += len(new_crops)
+        self.encoded_texts += len(new_texts)
+        if state is None or state.is_main_process:
+            self._save("images", image_cache, bool(new_crops))
+            self._save("texts", text_cache, bool(new_texts))
+        images = (_stack([image_cache[k] for k in image_keys]) if image_keys
+                  else self.model.encode_images([None] * len(crops)))
+        return images, _stack([text_cache[k] for k in text_keys])
 
-    def _encode_crops(self, crops: Sequence[CropKey], progress) -> torch.Tensor:
-        if not getattr(self.model, "uses_images", True):  # an image-blind scorer: no photo is decoded
-            return self.model.encode_images([None] * len(crops))
-        cache = self._cache("images")
-        keys = [_crop_digest(c) for c in crops]
-        todo = [i for i, k in enumerate(keys) if k not in cache]
+    def _encode_crops(self, crops: Sequence[CropKey], progress) -> list[torch.Tensor]:
+        """Rows for ``crops`` in order; each photo decoded once (in worker processes when asked)."""
         by_photo: dict[Path, list[int]] = {}
-        for i in todo:
-            by_photo.setdefault(crops[i].photo, []).append(i)
+        for i, crop in enumerate(crops):
+            by_photo.setdefault(crop.photo, []).append(i)
         groups = [(photo, [crops[i].box for i in idx]) for photo, idx in by_photo.items()]
         order = [i for idx in by_photo.values() for i in idx]
         loader = torch.utils.data.DataLoader(_CropDataset(groups), batch_size=None, shuffle=False,
@@ -95,34 +103,28 @@ class FeatureStore:
         if pending:
             done.append(self.model.encode_images(pending))
             progress(len(pending))
-        self.encoded_images += len(todo)
+        rows: list[torch.Tensor | None] = [None] * len(crops)
         for i, row in zip(order, torch.cat(done) if done else []):
-            cache[keys[i]] = row
-        self._save("images", cache)
-        return _stack([cache[k] for k in keys])
+            rows[i] = row
+        return rows  # type: ignore[return-value]
 
-    def _encode_texts(self, texts: Sequence[str], progress) -> torch.Tensor:
-        cache = self._cache("texts")
-        keys = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
-        todo = [i for i, k in enumerate(keys) if k not in cache]
-        for start in range(0, len(todo), ENCODE_CHUNK * 4):
-            chunk = todo[start:start + ENCODE_CHUNK * 4]
-            for i, row in zip(chunk, self.model.encode_texts([texts[i] for i in chunk])):
-                cache[keys[i]] = row
+    def _encode_texts(self, texts: Sequence[str], progress) -> list[torch.Tensor]:
+        rows: list[torch.Tensor] = []
+        for start in range(0, len(texts), ENCODE_CHUNK * 4):
+            chunk = texts[start:start + ENCODE_CHUNK * 4]
+            rows.extend(self.model.encode_texts(chunk))
             progress(len(chunk))
-        self.encoded_texts += len(todo)
-        self._save("texts", cache)
-        return _stack([cache[k] for k in keys])
+        return rows
 
     # The on-disk cache: one file per kind, keyed by content; the folder is chosen per model by the caller.
-    def _cache(self, kind: str) -> dict[str, torch.Tensor]:
+    def _load(self, kind: str) -> dict[str, torch.Tensor]:
         path = self.cache_dir / f"{kind}.pt" if self.cache_dir else None
         if path is not None and path.exists():
             return torch.load(path, weights_only=True)
         return {}
 
-    def _save(self, kind: str, cache: dict[str, torch.Tensor]) -> None:
-        if self.cache_dir is None:
+    def _save(self, kind: str, cache: dict[str, torch.Tensor], changed: bool) -> None:
+        if self.cache_dir is None or not changed:
             return
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.cache_dir / f".{kind}.pt.tmp"
@@ -140,14 +142,3 @@ def _crop_digest(crop: CropKey) -> str:
 
 def _stack(rows: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(rows) if rows else torch.empty(0, 0)
-
-
-def _gather(indices: list[int], features: torch.Tensor, total: int) -> torch.Tensor:
-    """All processes' (index, row) pairs put back in the original order."""
-    from accelerate.utils import gather_object
-
-    pairs = gather_object(list(zip(indices, features)))
-    out: list[torch.Tensor | None] = [None] * total
-    for i, row in pairs:
-        out[i] = row
-    return _stack(out)  # type: ignore[arg-type]
