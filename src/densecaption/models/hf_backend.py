@@ -47,12 +47,38 @@ class HFEmbeddingModel(EmbeddingModel):
         self.batch_size = batch_size
         self.logit_bias = float(model.logit_bias.detach()) if kind == "siglip" else 0.0
 
+    # Hooks for fine-tuning (training/clip.py): LoRA targets as upstream DCI, CPU-side preprocessing,
+    # differentiable features.
+    lora_targets = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2", "visual_projection", "text_projection")
+
+    def prepare_for_lora(self) -> None:
+        """transformers' attention already has separate projections: nothing to do."""
+
+    def pixel_values(self, images: Sequence[Image]) -> torch.Tensor:
+        rgb = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
+        return self.image_processor(images=rgb, return_tensors="pt")["pixel_values"]
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Model inputs for ``texts``, truncated to the model's context (SigLIP: full-length, no mask)."""
+        padding = "max_length" if self.kind == "siglip" else True
+        tokens = self.tokenizer(list(texts), padding=padding, truncation=True, max_length=self.context_length,
+                                return_tensors="pt")
+        inputs = {"input_ids": tokens["input_ids"]}
+        if self.kind == "clip" and "attention_mask" in tokens:
+            inputs["attention_mask"] = tokens["attention_mask"]
+        return inputs
+
+    def image_embeds(self, net, pixel_values: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(pooled(net.get_image_features(pixel_values=pixel_values)), dim=-1)
+
+    def text_embeds(self, net, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.nn.functional.normalize(pooled(net.get_text_features(**tokens)), dim=-1)
+
     @torch.inference_mode()
     def encode_images(self, images: Sequence[Image]) -> torch.Tensor:
         out = [torch.empty(0, self.embed_dim)]
         for batch in batched(list(images), self.batch_size):
-            rgb = [im if im.mode == "RGB" else im.convert("RGB") for im in batch]
-            pixels = self.image_processor(images=rgb, return_tensors="pt")["pixel_values"].to(self.device)
+            pixels = self.pixel_values(batch).to(self.device)
             with autocast(self.device):
                 features = pooled(self.model.get_image_features(pixel_values=pixels))
             out.append(normalize(features))
@@ -61,16 +87,11 @@ class HFEmbeddingModel(EmbeddingModel):
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
         out = [torch.empty(0, self.embed_dim)]
-        padding = "max_length" if self.kind == "siglip" else True
         for batch in batched(list(texts), self.batch_size):
-            # Tokenise once uncut to count what the cut below drops (verbose=False: no too-long warning).
+            # Tokenise once uncut to count what the cut drops (verbose=False: no too-long warning).
             lengths = self.tokenizer(batch, verbose=False)["input_ids"]
             self.truncated_texts += sum(len(ids) > self.context_length for ids in lengths)
-            tokens = self.tokenizer(batch, padding=padding, truncation=True, max_length=self.context_length,
-                                    return_tensors="pt")
-            inputs = {"input_ids": tokens["input_ids"].to(self.device)}
-            if self.kind == "clip" and "attention_mask" in tokens:
-                inputs["attention_mask"] = tokens["attention_mask"].to(self.device)
+            inputs = {k: v.to(self.device) for k, v in self.tokenize(batch).items()}
             with autocast(self.device):
                 features = pooled(self.model.get_text_features(**inputs))
             out.append(normalize(features))

@@ -11,6 +11,7 @@ from PIL.Image import Image
 
 from densecaption.errors import UserError
 from densecaption.models.base import EmbeddingModel, autocast, batched
+from densecaption.models.attention import split_attention
 from densecaption.models.lora import apply_lora
 from densecaption.models.registry import ModelSpec
 from densecaption.models.weights import weights_of_folder, write_marker
@@ -29,11 +30,29 @@ class OpenClipModel(EmbeddingModel):
         self.device = device
         self.batch_size = batch_size
 
+    # Hooks for fine-tuning (training/clip.py): LoRA targets, CPU-side preprocessing, differentiable features.
+    lora_targets = ("q_proj", "k_proj", "v_proj", "out_proj", "c_fc", "c_proj")
+
+    def prepare_for_lora(self) -> None:
+        split_attention(self.model)
+
+    def pixel_values(self, images: Sequence[Image]) -> torch.Tensor:
+        return torch.stack([self.preprocess(im) for im in images])
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        return {"text": self.tokenizer(list(texts))}
+
+    def image_embeds(self, net, pixel_values: torch.Tensor) -> torch.Tensor:
+        return net.encode_image(pixel_values, normalize=True)
+
+    def text_embeds(self, net, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        return net.encode_text(tokens["text"], normalize=True)
+
     @torch.inference_mode()
     def encode_images(self, images: Sequence[Image]) -> torch.Tensor:
         out = [torch.empty(0, self.embed_dim)]
         for batch in batched(images, self.batch_size):
-            pixels = torch.stack([self.preprocess(im) for im in batch]).to(self.device)
+            pixels = self.pixel_values(batch).to(self.device)
             with autocast(self.device):
                 out.append(self.model.encode_image(pixels, normalize=True).float().cpu())
         return torch.cat(out)
@@ -81,6 +100,7 @@ def load_open_clip(parsed: ModelSpec, *, spec: str, device: str, lora: str | Non
                         f"download them elsewhere and pass the checkpoint file as PRETRAINED.") from e
     tokenizer = open_clip.get_tokenizer(name)
     if lora is not None:
+        split_attention(model)  # adapters are trained on the split attention (see models/attention.py)
         model = apply_lora(model, lora)
     return OpenClipModel(model, preprocess, tokenizer, spec=spec, weights=weights, device=device)
 
@@ -90,10 +110,9 @@ TINY_OVERRIDES = {"embed_dim": 64,
                   "text_cfg": {"width": 64, "layers": 2, "heads": 2}}
 
 
-def init_random_open_clip(arch: str, out: Path, *, seed: int = 0, tiny: bool = False) -> Path:
-    """Write a random-initialised open_clip model as a ``local-dir`` folder with the random marker."""
+def model_config(arch: str, *, tiny: bool = False) -> dict:
+    """open_clip's config of ``arch``; with ``tiny``, widths and depths shrunk for fast tests."""
     import open_clip
-    from safetensors.torch import save_file
 
     cfg = open_clip.get_model_config(arch)
     if cfg is None:
@@ -101,6 +120,15 @@ def init_random_open_clip(arch: str, out: Path, *, seed: int = 0, tiny: bool = F
     if tiny:
         for key, value in TINY_OVERRIDES.items():
             cfg[key] = {**cfg[key], **value} if isinstance(value, dict) else value
+    return cfg
+
+
+def init_random_open_clip(arch: str, out: Path, *, seed: int = 0, tiny: bool = False) -> Path:
+    """Write a random-initialised open_clip model as a ``local-dir`` folder with the random marker."""
+    import open_clip
+    from safetensors.torch import save_file
+
+    cfg = model_config(arch, tiny=tiny)
     torch.manual_seed(seed)
     model = open_clip.CLIP(**cfg)
     out.mkdir(parents=True, exist_ok=True)
