@@ -49,4 +49,4 @@ def hardest_negative(negatives: dict[str, list[str]], clip_scores: dict[str, flo
 
 
 def percent(correct: int, total: int) -> float:
-    return 100.0 * correct / total if total else float("nan")
+    return float(100.0 * correct / total) if total else float("nan")

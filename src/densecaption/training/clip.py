@@ -1,0 +1,249 @@
+"""LoRA fine-tuning of CLIP-style models on dense captions (DCI section 5), on top of accelerate.
+
+The same code runs on a CPU, one GPU or many (``accelerate launch``: DDP, each process its share of the
+batches). State is checkpointed with ``accelerator.save_state`` every N steps and at each epoch end, with
+the epoch and step in ``trainer_state.json``; ``resume="latest"`` continues a killed run where it stopped,
+and with the same seed ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from densecaption.data.dci import DCIDataset, atomic_write_text
+from densecaption.data.findings import SkipLog
+from densecaption.errors import UserError
+from densecaption.training.data import EntryDataset, load_entries
+from densecaption.training.losses import DenseCaptionLoss
+from densecaption.training.samplers import ImageGroupBatches, RandomBatches
+
+STATE_FILE = "trainer_state.json"
+
+
+@dataclass
+class ClipTrainConfig:
+    """Defaults are the paper's (lr 5e-5, batch 32, 10 epochs, bce negative loss with weight 1) and
+    upstream's LoRA settings (rank 4, alpha 2, dropout 0.2, biases of LoRA layers trained)."""
+
+    data: str
+    model: str
+    out: str
+    split: str = "train"
+    valid_split: str | None = "valid"
+    captions: str = "first"
+    pick_n: int = 5
+    batching: str = "rand"
+    neg_loss: str = "bce"
+    neg_weight: float = 1.0
+    clip_weight: float = 1.0
+    negative_kind: str = "swaps"
+    lora_r: int = 4
+    lora_alpha: float = 2.0
+    lora_dropout: float = 0.2
+    lora_targets: list[str] | None = None
+    lr: float = 5e-5
+    weight_decay: float = 0.0
+    epochs: int = 10
+    batch_size: int = 32
+    grad_accum: int = 1
+    mixed_precision: str = "no"
+    seed: int = 0
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 2
+    best_metric: str = "all_scm"
+    workers: int = 0
+    resume: str | None = None
+    """``latest`` or a checkpoint folder: continue a run that stopped."""
+    stop_after_steps: int | None = field(default=None, repr=False)
+    """For tests of resuming: end the process abruptly after this many optimizer steps."""
+
+
+class ContrastiveScorer(nn.Module):
+    """One forward pass for DDP: images against the batch's positives and negatives, as logits."""
+
+    def __init__(self, backend, net: nn.Module):
+        super().__init__()
+        self.net = net
+        object.__setattr__(self, "backend", backend)  # plain reference, not a submodule
+
+    def forward(self, pixels: torch.Tensor, positives: dict, negatives: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        images = self.backend.image_embeds(self.net, pixels)
+        scale = self.net.logit_scale.exp()
+        pos = scale * images @ self.backend.text_embeds(self.net, positives).T
+        neg = scale * images @ self.backend.text_embeds(self.net, negatives).T
+        return pos, neg
+
+
+class MetricsLog:
+    """``log.jsonl`` of the run (main process only). On resume, lines after the checkpoint's step are
+    dropped first, so the steps the resumed run repeats are not logged twice."""
+
+    def __init__(self, path: Path, *, enabled: bool, after_step: int | None = None):
+        self.path, self.enabled = path, enabled
+        if enabled and after_step is not None and path.exists():
+            kept = [line for line in path.read_text().splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= after_step]
+            atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+    def write(self, record: dict) -> None:
+        if self.enabled:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    folders = sorted((out / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+    complete = [p for p in folders if (p / STATE_FILE).exists()]
+    return complete[-1] if complete else None
+
+
+def train_clip(cfg: ClipTrainConfig, progress: Callable[[str, int | None], Callable[[int], None]] | None = None,
+               log: Callable[[dict], None] | None = None) -> Path:
+    """Fine-tune and write ``<out>/adapter`` (peft format); returns that folder."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from peft import LoraConfig, get_peft_model
+
+    from densecaption.models.registry import load_model
+
+    progress = progress or (lambda stage, total: (lambda n: None))
+    out = Path(cfg.out)
+    for name, value, allowed in (("captions", cfg.captions, ("first", "pick1", "pickN")),
+                                 ("batching", cfg.batching, ("rand", "imggroup")),
+                                 ("neg_loss", cfg.neg_loss, ("bce", "negclip", "none"))):
+        if value not in allowed:
+            raise UserError(f"--{name.replace('_', '-')} {value!r}: choose {', '.join(allowed)}")
+    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision,
+                              cpu=not torch.cuda.is_available())
+    set_seed(cfg.seed)
+    backend = load_model(cfg.model, device="cpu")
+    if not hasattr(backend, "image_embeds"):
+        raise UserError(f"{cfg.model}: this backend cannot be fine-tuned (it needs a CLIP-style model)")
+    dataset = DCIDataset.open(cfg.data)
+    entries, groups = load_entries(dataset, cfg.split, negative_kind=cfg.negative_kind, skip=SkipLog())
+    if not entries:
+        raise UserError(f"{cfg.data}: no trainable entries in split {cfg.split!r} (summaries and "
+                        f"{cfg.negative_kind} negatives needed)")
+
+    backend.prepare_for_lora()
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, bias="lora_only",
+                      target_modules=list(cfg.lora_targets or backend.lora_targets))
+    net = get_peft_model(backend.model, lora)
+    backend.model = net.base_model.model  # LoRA layers are injected in place: evaluation sees them
+    scorer = ContrastiveScorer(backend, net)
+    loss_fn = DenseCaptionLoss(cfg.neg_loss, alpha=cfg.clip_weight, beta=cfg.neg_weight)
+    optimizer = torch.optim.AdamW([p for p in scorer.parameters() if p.requires_grad], lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay)
+    train_set = EntryDataset(entries, backend, captions=cfg.captions, n=cfg.pick_n, seed=cfg.seed)
+    sampler = (ImageGroupBatches(groups, cfg.batch_size, seed=cfg.seed) if cfg.batching == "imggroup"
+               else RandomBatches(len(entries), cfg.batch_size, seed=cfg.seed))
+    loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, collate_fn=train_set.collate,
+                                         num_workers=cfg.workers)
+    scorer, optimizer, loader = accelerator.prepare(scorer, optimizer, loader)
+
+    state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best": None}
+    backend.device = str(accelerator.device)
+    if cfg.resume:
+        checkpoint = latest_checkpoint(out) if cfg.resume == "latest" else Path(cfg.resume)
+        if checkpoint is None or not (checkpoint / STATE_FILE).exists():
+            raise UserError(f"--resume {cfg.resume}: no complete checkpoint under {out / 'checkpoints'}")
+        accelerator.load_state(str(checkpoint))
+        state = json.loads((checkpoint / STATE_FILE).read_text())
+    metrics_log = MetricsLog(out / "log.jsonl", enabled=accelerator.is_main_process, after_step=state["global_step"]
+                             if cfg.resume else None)
+
+    def save(tag_step: int) -> None:
+        folder = out / "checkpoints" / f"step-{tag_step:07d}"
+        accelerator.save_state(str(folder))
+        if accelerator.is_main_process:
+            atomic_write_text(folder / STATE_FILE, json.dumps(state, indent=1) + "\n")
+            old = sorted((out / "checkpoints").glob("step-*"))[:-cfg.keep_checkpoints]
+            for folder_old in old:
+                shutil.rmtree(folder_old, ignore_errors=True)
+        accelerator.wait_for_everyone()
+
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "train_config.json", json.dumps(asdict(cfg), indent=1) + "\n")
+    n_pos = train_set.positives_per_entry
+    advance = progress("training", cfg.epochs * len(loader))
+    advance(state["epoch"] * len(loader) + state["step_in_epoch"])
+    for epoch in range(state["epoch"], cfg.epochs):
+        # accelerate's loader re-sets its sampler's epoch from its own counter when iterated: keep them equal
+        loader.set_epoch(epoch)
+        sampler.set_epoch(epoch)
+        train_set.epoch = epoch
+        batches = loader
+        if state["step_in_epoch"]:
+            batches = accelerator.skip_first_batches(loader, state["step_in_epoch"])
+            if hasattr(batches, "set_epoch"):
+                batches.set_epoch(epoch)
+            sampler.set_epoch(epoch)
+        scorer.train()
+        for batch in batches:
+            # Dropout draws from a generator seeded by (seed, step, process), so a resumed run draws what an
+            # uninterrupted one would, whatever else consumed random numbers since the checkpoint.
+            torch.manual_seed(cfg.seed * 1_000_003 + state["global_step"] * 1_009 + accelerator.process_index)
+            with accelerator.accumulate(scorer):
+                pos, neg = scorer(batch["pixels"], batch["positives"], batch["negatives"])
+                losses = loss_fn(pos, n_pos, neg)
+                accelerator.backward(losses["loss"])
+                optimizer.step()
+                optimizer.zero_grad()
+            state["step_in_epoch"] += 1
+            state["global_step"] += 1
+            advance(1)
+            record = {"epoch": epoch, "step": state["global_step"],
+                      **{k: float(v.detach()) for k, v in losses.items()}}
+            metrics_log.write(record)
+            if log and accelerator.is_main_process:
+                log(record)
+            if cfg.checkpoint_every and state["global_step"] % cfg.checkpoint_every == 0:
+                save(state["global_step"])
+            if cfg.stop_after_steps and state["global_step"] >= cfg.stop_after_steps:
+                accelerator.wait_for_everyone()
+                os._exit(137)  # as if killed: nothing after the last checkpoint is saved
+        state["epoch"], state["step_in_epoch"] = epoch + 1, 0
+        metrics = validate(cfg, dataset, backend, scorer) if cfg.valid_split else {}
+        if metrics:
+            record = {"epoch": epoch, "step": state["global_step"], **{f"valid_{k}": v for k, v in metrics.items()}}
+            metrics_log.write(record)
+            if log and accelerator.is_main_process:
+                log(record)
+        score = metrics.get(cfg.best_metric)
+        if score is not None and not math.isnan(score) and (state["best"] is None or score > state["best"]):
+            state["best"] = score
+            if accelerator.is_main_process:
+                accelerator.unwrap_model(scorer).net.save_pretrained(str(out / "best_adapter"))
+        save(state["global_step"])
+    final = out / "adapter"
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(scorer).net.save_pretrained(str(final))
+        atomic_write_text(final / "densecaption_adapter.json",
+                          json.dumps({"model": cfg.model, "data": cfg.data, "split": cfg.split,
+                                      "epochs": cfg.epochs, "steps": state["global_step"],
+                                      "best": {cfg.best_metric: state["best"]}}, indent=1) + "\n")
+    accelerator.wait_for_everyone()
+    return final
+
+
+def validate(cfg: ClipTrainConfig, dataset: DCIDataset, backend, scorer: nn.Module) -> dict[str, float]:
+    """The six sDCI metrics on the validation split with the weights as they are now."""
+    from densecaption.evaluation.sdci import evaluate_sdci
+
+    scorer.eval()
+    try:
+        with torch.no_grad():
+            return evaluate_sdci(dataset, backend, split=cfg.valid_split, skip=SkipLog()).metrics
+    finally:
+        scorer.train()
