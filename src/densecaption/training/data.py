@@ -16,6 +16,7 @@ from densecaption.data.schema import Box
 from densecaption.data.sdci import EntryFilter, photo_size, sdci_entries
 
 Captions = Literal["first", "pick1", "pickN"]
+PHOTO_CACHE = 16
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class EntryDataset(torch.utils.data.Dataset):
                  seed: int = 0):
         self.entries, self.backend, self.captions, self.n, self.seed = entries, backend, captions, n, seed
         self.epoch = 0
+        self._photos: dict[Path, object] = {}  # a few decoded photos per worker: crops of one image repeat
 
     @property
     def positives_per_entry(self) -> int:
@@ -84,13 +86,20 @@ class EntryDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def __getitem__(self, i: int) -> dict:
+    def photo(self, path: Path):
         from PIL import Image
 
+        if path not in self._photos:
+            if len(self._photos) >= PHOTO_CACHE:
+                self._photos.pop(next(iter(self._photos)))
+            with Image.open(path) as im:
+                self._photos[path] = im.convert("RGB")
+        return self._photos[path]
+
+    def __getitem__(self, i: int) -> dict:
         entry = self.entries[i]
         rng = random.Random(f"{self.seed}:{self.epoch}:{i}")
-        with Image.open(entry.photo) as im:
-            crop = im.convert("RGB").crop((entry.crop.x0, entry.crop.y0, entry.crop.x1, entry.crop.y1))
+        crop = self.photo(entry.photo).crop((entry.crop.x0, entry.crop.y0, entry.crop.x1, entry.crop.y1))
         return {"pixels": self.backend.pixel_values([crop])[0],
                 "positives": choose_captions(entry, self.captions, self.n, rng),
                 "negative": rng.choice(entry.negatives)}
