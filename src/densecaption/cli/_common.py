@@ -64,6 +64,9 @@ class Ticker:
     def set_total(self, total: int) -> None:
         self._progress.update(self._task, total=total)
 
+    def describe(self, text: str) -> None:
+        self._progress.update(self._task, description=text)
+
 
 @contextmanager
 def progress_stages(enabled: bool = True) -> Iterator[Callable[[str, int | None], Ticker]]:

@@ -72,13 +72,20 @@ def clip(
         checkpoint_every=checkpoint_every, resume=resume, best_metric=best_metric, workers=workers,
         stop_after_steps=stop_after_steps)
     console = out_console()
+    tickers = {}
 
     def show(record: dict) -> None:
+        if "loss" in record and "training" in tickers:
+            tickers["training"].describe(f"epoch {record['epoch']} loss {record['loss']:.4f}")
         if any(k.startswith("valid_") for k in record):
             values = ", ".join(f"{k[6:]} {v:.2f}" for k, v in record.items() if k.startswith("valid_"))
             console.print(f"epoch {record['epoch']}: valid {values}", highlight=False)
 
     with progress_stages() as stage:
-        adapter = train_clip(cfg, progress=stage, log=show)
+        def remember(name: str, total: int | None = None):
+            tickers[name] = stage(name, total)
+            return tickers[name]
+
+        adapter = train_clip(cfg, progress=remember, log=show)
     console.print(f"adapter: {adapter}  (evaluate: densecaption bench sdci --data {data} --model {model} "
                   f"--lora {adapter})", highlight=False)

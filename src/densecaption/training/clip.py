@@ -8,6 +8,7 @@ and with the same seed ends with the same weights as an uninterrupted run.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -87,8 +88,8 @@ class MetricsLog:
     """``log.jsonl`` of the run (main process only). On resume, lines after the checkpoint's step are
     dropped first, so the steps the resumed run repeats are not logged twice."""
 
-    def __init__(self, path: Path, *, enabled: bool, after_step: int | None = None):
-        self.path, self.enabled = path, enabled
+    def __init__(self, path: Path, *, enabled: bool, after_step: int | None = None, tracker=None):
+        self.path, self.enabled, self.tracker = path, enabled, tracker
         if enabled and after_step is not None and path.exists():
             kept = [line for line in path.read_text().splitlines()
                     if line.strip() and json.loads(line).get("step", 0) <= after_step]
@@ -99,6 +100,8 @@ class MetricsLog:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
+        if self.tracker is not None:  # TensorBoard, when installed (every process calls; accelerate filters)
+            self.tracker.log({k: v for k, v in record.items() if k not in ("epoch", "step")}, step=record["step"])
 
 
 def latest_checkpoint(out: Path) -> Path | None:
@@ -123,8 +126,12 @@ def train_clip(cfg: ClipTrainConfig, progress: Callable[[str, int | None], Calla
                                  ("neg_loss", cfg.neg_loss, ("bce", "negclip", "none"))):
         if value not in allowed:
             raise UserError(f"--{name.replace('_', '-')} {value!r}: choose {', '.join(allowed)}")
+    tensorboard = importlib.util.find_spec("tensorboard") is not None
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision,
-                              cpu=not torch.cuda.is_available())
+                              cpu=not torch.cuda.is_available(), log_with="tensorboard" if tensorboard else None,
+                              project_dir=str(out))
+    if tensorboard:
+        accelerator.init_trackers("train_clip")
     set_seed(cfg.seed)
     backend = load_model(cfg.model, device="cpu")
     if not hasattr(backend, "image_embeds"):
@@ -160,7 +167,7 @@ def train_clip(cfg: ClipTrainConfig, progress: Callable[[str, int | None], Calla
         accelerator.load_state(str(checkpoint))
         state = json.loads((checkpoint / STATE_FILE).read_text())
     metrics_log = MetricsLog(out / "log.jsonl", enabled=accelerator.is_main_process, after_step=state["global_step"]
-                             if cfg.resume else None)
+                             if cfg.resume else None, tracker=accelerator if tensorboard else None)
 
     def save(tag_step: int) -> None:
         folder = out / "checkpoints" / f"step-{tag_step:07d}"
@@ -234,6 +241,7 @@ def train_clip(cfg: ClipTrainConfig, progress: Callable[[str, int | None], Calla
                                       "epochs": cfg.epochs, "steps": state["global_step"],
                                       "best": {cfg.best_metric: state["best"]}}, indent=1) + "\n")
     accelerator.wait_for_everyone()
+    accelerator.end_training()
     return final
 
 
