@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterator
+
+from densecaption.data.findings import Finding, RecordError, SkipLog
 
 from densecaption.data.schema import BASE_KEY, Box, DCIImage, Entry, Mask, mask_key
 from densecaption.data.subcrop import PAD_FRACTION, subcrop_box
@@ -36,6 +39,18 @@ def photo_size(record: DCIImage) -> tuple[int, int]:
         raise FileNotFoundError(f"{record.file}: photo {record.image!r} not found")
     with Image.open(record.photo_path) as im:
         return im.size
+
+
+def records_with_sizes(dataset, split: str | None, skip: SkipLog) -> Iterator[tuple[DCIImage, tuple[int, int]]]:
+    """A split's records with their photo's (width, height); a record whose photo cannot be read is
+    reported to ``skip`` instead."""
+    for record in dataset.iter_images(split, skip):
+        try:
+            size = photo_size(record)
+        except OSError as e:
+            skip.skip(RecordError([Finding(f"{dataset.source}/{record.file}", "/image", str(e))]))
+            continue
+        yield record, size
 
 
 def sdci_entries(record: DCIImage, filt: EntryFilter = EntryFilter(),

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from densecaption.data.dci import DCIDataset
-from densecaption.data.findings import Finding, RecordError, SkipLog
+from densecaption.data.findings import SkipLog
 from densecaption.data.schema import DCIImage
-from densecaption.data.sdci import EntryFilter, photo_size, sdci_entries
+from densecaption.data.sdci import EntryFilter, records_with_sizes, sdci_entries
 from densecaption.evaluation.features import CropKey, FeatureStore
 from densecaption.evaluation.sdci_metrics import hardest_negative, neg_correct, percent, scm_correct
 
@@ -142,12 +142,7 @@ def collect_items(dataset: DCIDataset, split: str, cfg: SdciConfig, skip: SkipLo
                   progress: Callable[[int], None] = lambda n: None) -> dict[str, list[Item]]:
     """Every sub-run's items over the split, in split order (base first, then masks in file order)."""
     runs: dict[str, list[Item]] = {s: [] for s in SUBRUNS}
-    for record in dataset.iter_images(split, skip):
-        try:
-            size = photo_size(record)
-        except OSError as e:
-            skip.skip(RecordError([Finding(f"{dataset.source}/{record.file}", "/image", str(e))]))
-            continue
+    for record, size in records_with_sizes(dataset, split, skip):
         for name, items in items_for_record(record, size, cfg).items():
             runs[name].extend(items)
         progress(1)

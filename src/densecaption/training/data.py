@@ -11,9 +11,9 @@ from typing import Literal
 import torch
 
 from densecaption.data.dci import DCIDataset
-from densecaption.data.findings import Finding, RecordError, SkipLog
+from densecaption.data.findings import SkipLog
 from densecaption.data.schema import Box
-from densecaption.data.sdci import EntryFilter, photo_size, sdci_entries
+from densecaption.data.sdci import EntryFilter, records_with_sizes, sdci_entries
 
 Captions = Literal["first", "pick1", "pickN"]
 PHOTO_CACHE = 16
@@ -38,12 +38,7 @@ def load_entries(dataset: DCIDataset, split: str, *, negative_kind: str = "swaps
     skip = skip if skip is not None else SkipLog()
     entries: list[TrainEntry] = []
     groups: list[list[int]] = []
-    for record in dataset.iter_images(split, skip):
-        try:
-            size = photo_size(record)
-        except OSError as e:
-            skip.skip(RecordError([Finding(f"{dataset.source}/{record.file}", "/image", str(e))]))
-            continue
+    for record, size in records_with_sizes(dataset, split, skip):
         group = []
         for e in sdci_entries(record, entry_filter, size):
             kinds = e.negatives.values() if negative_kind == "any" else [e.negatives.get(negative_kind, [])]
