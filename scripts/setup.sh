@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 VENV=.venv
 EXTRAS="${DENSECAPTION_EXTRAS:-test}"
-# Debian packages the project needs (none yet); installed only when missing.
-APT_PACKAGES=""
+# Debian packages the project needs; installed only when missing. WordNet 3.0 (wordnet-base,
+# wordnet-sense-index) is for the rule-based negatives (densecaption.generation.rules).
+APT_PACKAGES="wordnet-base wordnet-sense-index"
 
 python_bin() {
   for candidate in python3.11 python3; do
@@ -38,10 +39,41 @@ done
 if [ -n "$missing_apt" ]; then
   echo "densecaption setup: installing Debian packages:$missing_apt"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq $missing_apt
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends $missing_apt
 fi
 
 [ -x "$VENV/bin/python" ] || "$(python_bin)" -m venv "$VENV"
+
+# WordNet for NLTK: its reader wants Debian's files copied (not symlinked) into an nltk_data
+# corpora/wordnet folder, with a lexnames file that Debian does not ship. $VENV/nltk_data is on NLTK's
+# default search path (sys.prefix/nltk_data). Built in a temporary folder and moved into place, so an
+# interrupted run leaves nothing half-made; skipped when already there.
+WORDNET_SRC=/usr/share/wordnet
+WORDNET_DIR="$VENV/nltk_data/corpora/wordnet"
+if [ ! -f "$WORDNET_DIR/lexnames" ]; then
+  [ -f "$WORDNET_SRC/data.noun" ] && [ -f "$WORDNET_SRC/index.sense" ] \
+    || { echo "densecaption setup: WordNet files are missing from $WORDNET_SRC (Debian packages: $APT_PACKAGES)" >&2; exit 1; }
+  tmp="$WORDNET_DIR.partial"
+  rm -rf "$tmp" "$WORDNET_DIR"
+  mkdir -p "$tmp"
+  find "$WORDNET_SRC" -maxdepth 1 -type f -exec cp -L {} "$tmp/" \;
+  if [ ! -f "$tmp/lexnames" ]; then
+    # The 45 lexicographer files of WordNet 3.0 (lexnames(5WN)): number, name, syntactic category.
+    n=0
+    for name in adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute \
+        noun.body noun.cognition noun.communication noun.event noun.feeling noun.food noun.group \
+        noun.location noun.motive noun.object noun.person noun.phenomenon noun.plant noun.possession \
+        noun.process noun.quantity noun.relation noun.shape noun.state noun.substance noun.time \
+        verb.body verb.change verb.cognition verb.communication verb.competition verb.consumption \
+        verb.contact verb.creation verb.emotion verb.motion verb.perception verb.possession verb.social \
+        verb.stative verb.weather adj.ppl; do
+      case "$name" in noun.*) cat=1 ;; verb.*) cat=2 ;; adj.*) cat=3 ;; adv.*) cat=4 ;; esac
+      printf '%02d\t%s\t%d\n' "$n" "$name" "$cat" >> "$tmp/lexnames"
+      n=$((n + 1))
+    done
+  fi
+  mv "$tmp" "$WORDNET_DIR"
+fi
 
 want="$(stamp_of)"
 if [ -f "$VENV/.densecaption-stamp" ] && [ "$(cat "$VENV/.densecaption-stamp")" = "$want" ]; then

