@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from densecaption.cli import bench, data, models, report, train
+from densecaption.cli import bench, caption, data, generate, models, report, train
 
 
 def build_app() -> typer.Typer:
@@ -15,6 +15,8 @@ def build_app() -> typer.Typer:
     app.add_typer(models.app, name="models")
     app.add_typer(bench.app, name="bench")
     app.add_typer(report.app, name="report")
+    app.add_typer(generate.app, name="generate")
+    app.command("caption")(caption.caption)
     app.add_typer(train.app, name="train")
     return app
 

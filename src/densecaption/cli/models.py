@@ -21,7 +21,9 @@ class Backend(str, Enum):
 @app.command("init-random")
 @guarded
 def init_random(
-    arch: Annotated[str, typer.Argument(help="open_clip architecture, e.g. ViT-B-32 (sizes for both backends).")],
+    arch: Annotated[str, typer.Argument(help="open_clip architecture, e.g. ViT-B-32 (sizes for both backends); "
+                                             "with --backend hf also 'llava': a tiny LLaVA vision-language model "
+                                             "for captioning tests (always tiny).")],
     out: Annotated[Path, typer.Argument(help="Folder to write (load it as open_clip:local-dir:OUT or hf:OUT).")],
     backend: Annotated[Backend, typer.Option(help="open_clip folder, or a transformers CLIP folder (CLIPModel "
                                                   "with a CLIP tokenizer and image processor).")]
@@ -30,7 +32,12 @@ def init_random(
     tiny: Annotated[bool, typer.Option(help="Shrink widths and depths to a few layers (fast tests).")] = False,
 ):
     """Write a random-initialised model with the marker that labels its results ``weights: random``."""
-    if backend is Backend.hf:
+    if backend is Backend.hf and arch.lower() == "llava":
+        from densecaption.models.tiny_vlm import init_random_llava
+
+        folder = init_random_llava(out, seed=seed)
+        spec = f"hf:{folder}"
+    elif backend is Backend.hf:
         from densecaption.models.hf_backend import init_random_hf_clip
 
         folder = init_random_hf_clip(arch, out, seed=seed, tiny=tiny)
