@@ -39,20 +39,16 @@ def _entries(dataset: DCIDataset, split: str, subrun: str):
             if subrun == "base" and not e.is_base:
                 continue
             if subrun == "hard":
-                best_name, best_text = None, None
-                for kind, texts in e.negatives.items():
-                    for i, text in enumerate(texts):
-                        value = (e.clip_scores or {}).get(f"{kind}_{i}")
-                        if value is None:
-                            best_name = "missing"
-                            break
-                        if best_name is None or value >= best_value:
-                            best_name, best_text, best_value = f"{kind}_{i}", text, value
-                    if best_name == "missing":
-                        break
-                if best_name in (None, "missing"):
+                scores = e.clip_scores or {}
+                candidates = [(f"{kind}_{i}", text) for kind, texts in e.negatives.items()
+                              for i, text in enumerate(texts)]
+                if not candidates or any(name not in scores for name, _ in candidates):
                     continue
-                negative = best_text
+                negative = candidates[0][1]
+                best = scores[candidates[0][0]]
+                for name, text in candidates[1:]:
+                    if scores[name] >= best:  # on a tie the later candidate wins
+                        negative, best = text, scores[name]
             else:
                 swaps = e.negatives.get("swaps") or []
                 if not swaps:

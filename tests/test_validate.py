@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 
-import numpy as np
 import pytest
-from PIL import Image
 from typer.testing import CliRunner
 
 from densecaption.cli import build_app

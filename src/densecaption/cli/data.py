@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from densecaption.cli._common import err_console, guarded, out_console, progress_bar, report_skips, skip_log
+from densecaption.cli._common import guarded, out_console, progress_bar, report_skips, skip_log
 from densecaption.errors import DataError, UserError
 
 app = typer.Typer(help="Validate, describe, draw and prepare datasets in the official DCI layout.",

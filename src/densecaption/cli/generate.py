@@ -26,15 +26,27 @@ Masks = Annotated[bool, typer.Option(help="Also the masks sDCI keeps (unpadded b
                                           "--no-masks: the whole images only.")]
 
 
-def _run(label: str, log: Path, task: str, settings: dict[str, Any], backend, options: JobOptions,
-         jobs: Sequence, work: Callable, check: Callable):
-    """Run ``jobs`` through the job runner with a progress bar; returns the report."""
-    from densecaption.generation.jobs import JobLog, JobRunner
+def _run(label: str, llm: str, config, options: JobOptions, target, jobs: Sequence, work: Callable,
+         check: Callable):
+    """Run ``jobs`` against the language model ``llm`` through the job runner, with a progress bar.
 
-    runner = JobRunner(JobLog(log, task, settings), options.runner_config(backend), restart=options.restart)
-    with job_progress(label) as progress:
-        runner.progress = progress
-        return runner.run(jobs, work, check)
+    ``work(item, chat)`` does one item; the log (``generate-<label>.jobs.jsonl`` unless --log) records the
+    settings that shape outputs. Returns (report, log path)."""
+    from densecaption.generation.backends import load_backend
+    from densecaption.generation.jobs import JobLog, JobRunner
+    from densecaption.generation.summaries import Chat
+
+    backend = load_backend(llm, options.backend_options())
+    try:
+        log = options.log or target.log_dir / f"generate-{label}.jobs.jsonl"
+        settings = {"llm": llm, **config.settings(), **decoding_settings(options)}
+        runner = JobRunner(JobLog(log, f"generate {label}", settings), options.runner_config(backend),
+                           restart=options.restart)
+        with job_progress(label) as progress:
+            runner.progress = progress
+            return runner.run(jobs, lambda item, ctx: work(item, Chat(backend, ctx)), check), log
+    finally:
+        backend.close()
 
 
 def _by_file(outputs: dict[str, Any]) -> dict[str, dict[tuple[str, ...], Any]]:
@@ -80,9 +92,9 @@ def summaries(
     they were made from the old summaries. Re-running the same command continues a killed run.
     """
     from densecaption.data.dci import DCIDataset
-    from densecaption.generation.backends import GeneratorSpec, load_backend
+    from densecaption.generation.backends import GeneratorSpec
     from densecaption.generation.datasets import open_target, read_records, select_files, write_records
-    from densecaption.generation.summaries import (Chat, SummaryConfig, check_summaries, summarise, summary_jobs,
+    from densecaption.generation.summaries import (SummaryConfig, check_summaries, summarise, summary_jobs,
                                                    with_summaries)
     from densecaption.tokens import ClipTokenCounter
 
@@ -101,15 +113,8 @@ def summaries(
     skipped = skip_log(strict)
     jobs = summary_jobs(read_records(dataset, files, skipped), config, count)
     report_skips(skipped)
-    backend = load_backend(llm, options.backend_options())
-    try:
-        log_path = options.log or target.log_dir / "generate-summaries.jobs.jsonl"
-        settings = {"llm": llm, **config.settings(), **decoding_settings(options)}
-        report = _run("summaries", log_path, "generate summaries", settings, backend, options, jobs,
-                      lambda item, ctx: summarise(item, Chat(backend, ctx), config, count),
-                      check_summaries(config, count))
-    finally:
-        backend.close()
+    report, log_path = _run("summaries", llm, config, options, target, jobs,
+                            lambda item, chat: summarise(item, chat, config, count), check_summaries(config, count))
     grouped = _by_file(report.outputs())
     written = write_records(target, dataset, files,
                             lambda r: with_summaries(r, {k[0]: v for k, v in grouped.get(r.file, {}).items()}))
@@ -158,11 +163,10 @@ def negatives(
     data clip-scores`). Re-running the same command continues a killed run.
     """
     from densecaption.data.dci import DCIDataset
-    from densecaption.generation.backends import GeneratorSpec, load_backend
+    from densecaption.generation.backends import GeneratorSpec
     from densecaption.generation.datasets import open_target, read_records, select_files, write_records
     from densecaption.generation.negatives import (NegativeConfig, check_negatives, make_negatives, negative_jobs,
                                                    rule_negatives_for, sources, with_negatives)
-    from densecaption.generation.summaries import Chat
     from densecaption.tokens import ClipTokenCounter
 
     options = JobOptions(concurrency=concurrency, max_retries=max_retries, timeout=timeout,
@@ -192,16 +196,9 @@ def negatives(
     report = log_path = None
     grouped: dict[str, dict[tuple[str, ...], Any]] = {}
     if llm is not None:
-        jobs = negative_jobs(entries, config)
-        backend = load_backend(llm, options.backend_options())
-        try:
-            log_path = options.log or target.log_dir / "generate-negatives.jobs.jsonl"
-            settings = {"llm": llm, **config.settings(), **decoding_settings(options)}
-            report = _run("negatives", log_path, "generate negatives", settings, backend, options, jobs,
-                          lambda item, ctx: make_negatives(item, Chat(backend, ctx), config, count),
-                          check_negatives(config, count))
-        finally:
-            backend.close()
+        report, log_path = _run("negatives", llm, config, options, target, negative_jobs(entries, config),
+                                lambda item, chat: make_negatives(item, chat, config, count),
+                                check_negatives(config, count))
         grouped = _by_file(report.outputs())
 
     rule_made: dict[tuple[str, str], dict[str, list[str]]] = {}

@@ -4,7 +4,6 @@ first summary (``sum``) and against each negative (``<kind>_<i>``)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Callable
 
 from densecaption.data.dci import DCIDataset, DCIWriter, atomic_write_text

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal
 
 from densecaption.data.findings import Finding, RecordError, SkipLog, pointer
-from densecaption.data.schema import BASE_KEY, Box, DCIImage, Mask, mask_key, parse_mask_key
+from densecaption.data.schema import BASE_KEY, Box, DCIImage, Mask, parse_mask_key
 from densecaption.errors import UserError
 
 INNER = "densely_captioned_images"
