@@ -1,0 +1,165 @@
+"""Writing a caption set: a diffusers image folder, a datasets Parquet file, JSONL, and ``manifest.json``.
+
+Layout of one set folder::
+
+    <set>/manifest.json          parameters, realised precision/recall, counts, token report, source data
+    <set>/images/                photos (hard-linked, else copied) + metadata.jsonl (diffusers ImageFolder)
+    <set>/captions.parquet       datasets Parquet: image, image_id, text, labels, parts...
+    <set>/captions.jsonl         one caption per line with its parts
+
+The manifest is written last, so a folder with a manifest is complete. Nothing in it depends on the clock,
+so the same data, options and seed give byte-identical folders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from densecaption.captionsets.compose import CaptionSet
+from densecaption.data.dci import atomic_write_text
+from densecaption.errors import UserError
+
+FORMATS = ("folder", "parquet", "jsonl")
+MANIFEST = "manifest.json"
+IMAGES = "images"
+PARQUET = "captions.parquet"
+JSONL = "captions.jsonl"
+KIND = "densecaption.caption-set"
+GRID_KIND = "densecaption.caption-grid"
+OUTPUTS = (MANIFEST, IMAGES, PARQUET, JSONL)
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    formats = tuple(dict.fromkeys(f.strip() for f in text.split(",") if f.strip()))
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise UserError(f"--format {text!r}: expected a comma list of {', '.join(FORMATS)}")
+    return formats
+
+
+def prepare_out(path: Path, overwrite: bool) -> None:
+    """Refuse to write over an existing set unless ``overwrite``; then remove only this module's outputs."""
+    existing = [name for name in OUTPUTS if (path / name).exists()]
+    if existing and not overwrite:
+        raise UserError(f"{path}: already holds a caption set ({', '.join(existing)}); use --overwrite")
+    for name in existing:
+        target = path / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for name in ("densecaption", "datasets", "transformers", "open-clip-torch"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    if dst.exists():
+        return
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def _rows(cset: CaptionSet, image_of: dict[str, str]) -> list[dict[str, Any]]:
+    return [{"image": image_of.get(c.image_id, c.photo_path or c.photo), "image_id": c.image_id,
+             "file": c.file, "text": c.text, "labels": c.labels, "subcaptions": c.subcaptions, "short": c.short,
+             "part_texts": [p.text for p in c.parts], "part_keys": [p.key for p in c.parts],
+             "part_sources": [p.source for p in c.parts]} for c in cset.captions]
+
+
+def write_set(cset: CaptionSet, out: Path | str, formats: Sequence[str], *, data: dict[str, Any],
+              tokens: list[dict[str, Any]] | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """Write ``cset`` under ``out`` in ``formats`` and its manifest; returns the manifest."""
+    out = Path(out)
+    prepare_out(out, overwrite)
+    files: dict[str, str] = {}
+    image_of: dict[str, str] = {}
+    if "folder" in formats:
+        folder = out / IMAGES
+        folder.mkdir(parents=True, exist_ok=True)
+        lines = []
+        for c in cset.captions:
+            if c.photo_path is None or not Path(c.photo_path).exists():
+                raise UserError(f"{c.file}: photo {c.photo!r} not found; cannot write the image folder")
+            _link_or_copy(Path(c.photo_path), folder / c.photo)
+            image_of[c.image_id] = f"{IMAGES}/{c.photo}"
+            lines.append(json.dumps({"file_name": c.photo, "text": c.text, "labels": c.labels,
+                                     "image_id": c.image_id, "subcaptions": c.subcaptions, "short": c.short},
+                                    ensure_ascii=False))
+        atomic_write_text(folder / "metadata.jsonl", "".join(line + "\n" for line in lines))
+        files["folder"] = IMAGES
+    if "parquet" in formats:
+        import datasets
+
+        datasets.disable_progress_bars()
+        rows = _rows(cset, image_of)
+        features = datasets.Features({
+            "image": datasets.Value("string"), "image_id": datasets.Value("string"),
+            "file": datasets.Value("string"), "text": datasets.Value("string"),
+            "labels": datasets.Sequence(datasets.Value("int8")), "subcaptions": datasets.Value("int32"),
+            "short": datasets.Value("bool"), "part_texts": datasets.Sequence(datasets.Value("string")),
+            "part_keys": datasets.Sequence(datasets.Value("string")),
+            "part_sources": datasets.Sequence(datasets.Value("string"))})
+        table = datasets.Dataset.from_list(rows, features=features)
+        tmp = out / f".{PARQUET}.tmp"
+        table.to_parquet(str(tmp))
+        os.replace(tmp, out / PARQUET)
+        files["parquet"] = PARQUET
+    if "jsonl" in formats:
+        lines = [json.dumps({**c.to_dict(), "image": image_of.get(c.image_id, c.photo_path)}, ensure_ascii=False)
+                 for c in cset.captions]
+        atomic_write_text(out / JSONL, "".join(line + "\n" for line in lines))
+        files["jsonl"] = JSONL
+    manifest = {
+        "kind": KIND, "format_version": 1,
+        "config": cset.config.to_dict(),
+        "data": data,
+        "counts": cset.counts(),
+        "realised": cset.realised(),
+        "tokens": tokens or [],
+        "files": files,
+        "versions": versions(),
+    }
+    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def write_grid_manifest(out: Path | str, sets: Iterable[tuple[str, dict[str, Any]]], *, config: dict[str, Any],
+                        data: dict[str, Any], precisions: Sequence[float], submasks: Sequence[int]) -> dict[str, Any]:
+    """One manifest over a grid's sets: each set's folder, parameters and realised precision/recall."""
+    rows = []
+    for name, m in sets:
+        r = m["realised"]
+        rows.append({"folder": name, "precision": m["config"]["precision"], "submasks": m["config"]["submasks"],
+                     "captions": m["counts"]["captions"], "realised_precision": r["precision"]["set"],
+                     "realised_precision_caption_mean": r["precision"]["mean"],
+                     "realised_submasks_mean": r["recall"]["mean"], "short_kept": m["counts"]["short_kept"],
+                     "short_skipped": m["counts"]["short_skipped"]})
+    manifest = {"kind": GRID_KIND, "format_version": 1, "precisions": list(precisions), "submasks": list(submasks),
+                "config": config, "data": data, "sets": rows, "versions": versions()}
+    atomic_write_text(Path(out) / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def read_manifest(path: Path | str) -> dict[str, Any]:
+    """The manifest of a set or grid folder (or of the file itself)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / MANIFEST
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UserError(f"{p}: not a caption-set manifest ({e})") from None
