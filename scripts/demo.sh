@@ -59,7 +59,11 @@ $DC caption --images "$OUT/sample/densely_captioned_images/photos" --vlm "hf:$OU
 head -n 2 "$OUT/captions.jsonl"
 .venv/bin/python benchmarks/generation_bench.py --items 64
 
-step "9. Fine-tune the tiny model with LoRA on the sample (Pick1, ImgGroup, bce), then benchmark the adapter"
+step "9. Precision/recall caption sets: one set, then the paper's 5 x 4 grid (exact precision)"
+$DC compose set --data sample --split test --precision 0.5 --submasks 2 --out "$OUT/sets/p0.5_k2" --overwrite
+$DC compose grid --data sample --split all --out "$OUT/sets/grid" --overwrite
+
+step "10. Fine-tune the tiny model with LoRA on the sample (Pick1, ImgGroup, bce), then benchmark the adapter"
 rm -rf "$OUT/train-clip"
 $DC train clip --data sample --model "open_clip:local-dir:$OUT/tiny-clip" --out "$OUT/train-clip" \
   --captions pick1 --batching imggroup --epochs 2 --batch-size 8 --lr 1e-3
