@@ -63,7 +63,17 @@ step "9. Precision/recall caption sets: one set, then the paper's 5 x 4 grid (ex
 $DC compose set --data sample --split test --precision 0.5 --submasks 2 --out "$OUT/sets/p0.5_k2" --overwrite
 $DC compose grid --data sample --split all --out "$OUT/sets/grid" --overwrite
 
-step "10. Fine-tune the tiny model with LoRA on the sample (Pick1, ImgGroup, bce), then benchmark the adapter"
+step "10. Caption quality: entities per caption, CLIPScore (tiny random CLIP), modified FaithScore"
+$DC quality recall --captions "$OUT/captions.jsonl" --out "$OUT/quality/recall.json"
+$DC quality clipscore --captions "$OUT/captions.jsonl" --images "$OUT/sample/densely_captioned_images/photos" \
+  --model "open_clip:local-dir:$OUT/tiny-clip" --out "$OUT/quality/clipscore.json"
+if [ -n "$SMOL" ]; then  # a 135M LLM and a random VLM: most captions fail at step 1, reported with reasons
+  $DC quality precision --captions "$OUT/captions.jsonl" --images "$OUT/sample/densely_captioned_images/photos" \
+    --llm "hf:$SMOL#gguf=SmolLM2-135M-Instruct.Q4_1.gguf" --vlm "hf:$OUT/tiny-llava" --llm-max-tokens 96 \
+    --out "$OUT/quality/faithscore.json"
+fi
+
+step "11. Fine-tune the tiny model with LoRA on the sample (Pick1, ImgGroup, bce), then benchmark the adapter"
 rm -rf "$OUT/train-clip"
 $DC train clip --data sample --model "open_clip:local-dir:$OUT/tiny-clip" --out "$OUT/train-clip" \
   --captions pick1 --batching imggroup --epochs 2 --batch-size 8 --lr 1e-3

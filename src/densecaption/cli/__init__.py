@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from densecaption.cli import bench, caption, compose, data, generate, models, report, train
+from densecaption.cli import bench, caption, compose, data, generate, models, quality, report, train
 
 
 def build_app() -> typer.Typer:
@@ -18,6 +18,7 @@ def build_app() -> typer.Typer:
     app.add_typer(generate.app, name="generate")
     app.command("caption")(caption.caption)
     app.add_typer(compose.app, name="compose")
+    app.add_typer(quality.app, name="quality")
     app.add_typer(train.app, name="train")
     return app
 
