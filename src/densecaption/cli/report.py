@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -30,3 +30,29 @@ def sdci(
         raise UserError(f"no sdci result files in {', '.join(map(str, paths))}")
     table = rows(results)
     typer.echo(to_markdown(table) if fmt == "md" else to_csv(table), nl=False)
+
+
+@app.command()
+@guarded
+def t2i(
+    paths: Annotated[list[Path], typer.Argument(help="t2i compbench result files or folders holding them.")],
+    fmt: Annotated[str, typer.Option("--format", help="md or csv (long form, one row per score).")] = "md",
+    heatmap: Annotated[Optional[Path], typer.Option(help="Also draw the average as a precision x submasks "
+                                                         "heatmap PNG (the paper's Figure 1).")] = None,
+    paper: Annotated[bool, typer.Option(help="Add the published Table 2 (PixArt-alpha) below.")] = False,
+):
+    """Captions4T2I's Table 2 from T2I-CompBench results: each score placed by the precision and number of
+    submasks of the caption set its LoRA was trained on (recorded lineage), with the five-category average."""
+    from densecaption.evaluation.results import read_results
+    from densecaption.reports.t2i import collect, heatmap as draw_heatmap, to_csv, to_markdown
+
+    if fmt not in ("md", "csv"):
+        raise UserError(f"--format {fmt!r}: choose md or csv")
+    results = read_results(paths, task="t2i-compbench")
+    if not results:
+        raise UserError(f"no t2i-compbench result files in {', '.join(map(str, paths))}")
+    cells = collect(results)
+    typer.echo(to_markdown(cells, paper=paper) if fmt == "md" else to_csv(cells), nl=False)
+    if heatmap is not None:
+        written = draw_heatmap(cells, heatmap)
+        typer.echo(f"heatmap: {written}", err=True)
