@@ -16,6 +16,7 @@ app = typer.Typer(help="Make and inspect model folders.", no_args_is_help=True)
 class Backend(str, Enum):
     open_clip = "open_clip"
     hf = "hf"
+    diffusers = "diffusers"
 
 
 @app.command("init-random")
@@ -23,15 +24,26 @@ class Backend(str, Enum):
 def init_random(
     arch: Annotated[str, typer.Argument(help="open_clip architecture, e.g. ViT-B-32 (sizes for both backends); "
                                              "with --backend hf also 'llava': a tiny LLaVA vision-language model "
-                                             "for captioning tests (always tiny).")],
-    out: Annotated[Path, typer.Argument(help="Folder to write (load it as open_clip:local-dir:OUT or hf:OUT).")],
+                                             "for captioning tests (always tiny). With --backend diffusers a "
+                                             "text-to-image family: pixart-alpha, sd21 or sdxl (always tiny).")],
+    out: Annotated[Path, typer.Argument(help="Folder to write (load it as open_clip:local-dir:OUT or hf:OUT; a "
+                                             "diffusers pipeline as --model OUT).")],
     backend: Annotated[Backend, typer.Option(help="open_clip folder, or a transformers CLIP folder (CLIPModel "
-                                                  "with a CLIP tokenizer and image processor).")]
+                                                  "with a CLIP tokenizer and image processor), or a diffusers "
+                                                  "text-to-image pipeline (tiny, with test tokenizers).")]
     = Backend.open_clip,
     seed: Annotated[int, typer.Option(help="Seed of the random initialisation.")] = 0,
     tiny: Annotated[bool, typer.Option(help="Shrink widths and depths to a few layers (fast tests).")] = False,
 ):
     """Write a random-initialised model with the marker that labels its results ``weights: random``."""
+    if backend is Backend.diffusers:
+        from densecaption.t2i.pipelines import init_random_pipeline
+
+        folder = init_random_pipeline(arch.lower(), out, seed=seed)
+        out_console().print(f"wrote random {arch} pipeline (diffusers, tiny) to {folder}; load it as --model {folder} "
+                            f"(e.g. densecaption train t2i --model {folder} ..., densecaption t2i generate --model "
+                            f"{folder} ...)", highlight=False)
+        return
     if backend is Backend.hf and arch.lower() == "llava":
         from densecaption.models.tiny_vlm import init_random_llava
 

@@ -9,8 +9,8 @@ import typer
 from densecaption.cli._common import guarded, out_console, progress_stages
 from densecaption.errors import UserError
 
-app = typer.Typer(help="Fine-tune models with LoRA (CLIP on sDCI; text-to-image on caption sets later).",
-                  no_args_is_help=True)
+app = typer.Typer(help="Fine-tune models with LoRA: CLIP on sDCI (train clip), text-to-image models on caption "
+                       "sets (train t2i).", no_args_is_help=True)
 
 
 @app.command()
@@ -89,3 +89,95 @@ def clip(
         adapter = train_clip(cfg, progress=remember, log=show)
     console.print(f"adapter: {adapter}  (evaluate: densecaption bench sdci --data {data} --model {model} "
                   f"--lora {adapter})", highlight=False)
+
+
+@app.command()
+@guarded
+def t2i(
+    captions: Annotated[str, typer.Option(help="A caption set folder from `compose set` (its lineage is recorded), "
+                                               "or a diffusers image folder with metadata.jsonl (file_name, text).")],
+    out: Annotated[str, typer.Option(help="Run folder: lora/, checkpoints/, validation/, cache/, log.jsonl, "
+                                          "truncation.json.")],
+    model: Annotated[str, typer.Option(help="pixart-alpha (PixArt-alpha 512, the paper's), sd21, sdxl, a hub id or "
+                                            "a local diffusers pipeline folder (e.g. from `models init-random ARCH "
+                                            "OUT --backend diffusers`).")] = "pixart-alpha",
+    max_text_length: Annotated[Optional[int], typer.Option(
+        help="Text-encoder window in tokens (default: the pipeline's own, PixArt 120, SD/SDXL 77; PixArt's T5 "
+             "takes up to 512, CLIP's window cannot grow). Longer captions are truncated: see truncation.json.")]
+    = None,
+    resolution: Annotated[Optional[int], typer.Option(
+        help="Training image size (shorter side resized, center crop); default the model's native size.")] = None,
+    epochs: Annotated[int, typer.Option(help="Epochs (paper: 10).")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Images per batch and process (paper: 32).")] = 32,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate (paper: 1e-4).")] = 1e-4,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank (paper: 4).")] = 4,
+    lora_alpha: Annotated[Optional[float], typer.Option(help="LoRA alpha (default: the rank).")] = None,
+    lora_dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = 0.0,
+    lora_targets: Annotated[Optional[str], typer.Option(
+        help="Comma-separated denoiser module names (default: PixArt upstream's to_k, to_q, to_v, to_out.0, "
+             "proj_in, proj_out, ff.net.0.proj, ff.net.2, proj, linear, linear_1, linear_2; SD/SDXL to_k, to_q, "
+             "to_v, to_out.0).")] = None,
+    grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = 1,
+    mixed_precision: Annotated[str, typer.Option(help="no, fp16 or bf16 (frozen weights in that type on a GPU; "
+                                                      "LoRA weights stay float32).")] = "no",
+    gradient_checkpointing: Annotated[bool, typer.Option(help="Trade compute for denoiser memory.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of data order, noise and LoRA initialisation.")] = 0,
+    checkpoint_every: Annotated[int, typer.Option(help="Also checkpoint every N steps (0: epoch ends only).")] = 0,
+    keep_checkpoints: Annotated[int, typer.Option(help="Checkpoints kept (oldest removed).")] = 2,
+    resume: Annotated[Optional[str], typer.Option(help="'latest' or a checkpoint folder.")] = None,
+    validation_every: Annotated[int, typer.Option(help="Write validation images every N epochs (0: never).")] = 1,
+    validation_prompts: Annotated[Optional[list[str]], typer.Option(
+        help="Validation prompt (repeatable; default: the set's first --validation-count captions).")] = None,
+    validation_count: Annotated[int, typer.Option(help="Captions used as validation prompts by default.")] = 2,
+    validation_steps: Annotated[int, typer.Option(help="Denoising steps of validation images.")] = 20,
+    validation_guidance: Annotated[Optional[float], typer.Option(
+        help="Guidance scale of validation images (default: the family's, PixArt 4.5, SD 7.5, SDXL 5).")] = None,
+    workers: Annotated[int, typer.Option(help="Data loading worker processes.")] = 0,
+    stop_after_steps: Annotated[Optional[int], typer.Option(hidden=True)] = None,
+):
+    """LoRA fine-tuning of a text-to-image model on a caption set (Captions4T2I section 3).
+
+    Text-encoder outputs are computed once per unique caption and VAE latents once per image (cached in
+    OUT/cache), then only the denoiser's LoRA layers train. Before training, OUT/truncation.json counts the
+    captions the text window truncates and the subcaptions it cuts (and what longer windows would keep).
+    Runs on CPU, one GPU or many: `accelerate launch -m densecaption train t2i ...`; --resume latest
+    continues a killed run. Writes OUT/lora (with densecaption_lora.json: model, caption set manifest,
+    config, truncation) and validation images in OUT/validation/epoch-XXX.
+    """
+    from densecaption.training.t2i import TrainT2IConfig, train_t2i
+
+    cfg = TrainT2IConfig(
+        captions=captions, model=model, out=out, max_text_length=max_text_length, resolution=resolution,
+        lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+        lora_targets=lora_targets.split(",") if lora_targets else None, lr=lr, epochs=epochs, batch_size=batch_size,
+        grad_accum=grad_accum, mixed_precision=mixed_precision, gradient_checkpointing=gradient_checkpointing,
+        seed=seed, checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, resume=resume,
+        validation_every=validation_every, validation_prompts=list(validation_prompts) if validation_prompts else None,
+        validation_count=validation_count, validation_steps=validation_steps,
+        validation_guidance=validation_guidance, workers=workers, stop_after_steps=stop_after_steps)
+    console = out_console()
+    tickers = {}
+
+    def show(record: dict) -> None:
+        if "message" in record:
+            console.print(record["message"], highlight=False)
+        elif "encoded_texts" in record:
+            console.print(f"{record['captions']} captions ({record['unique_texts']} unique): encoded "
+                          f"{record['encoded_texts']} texts and {record['encoded_images']} images (others cached); "
+                          f"{record['resolution']} px, {record['max_text_length']} text tokens", highlight=False)
+        elif "loss" in record and "training" in tickers:
+            tickers["training"].describe(f"epoch {record['epoch']} loss {record['loss']:.4f}")
+
+    from densecaption.distributed import process_state
+
+    state = process_state()
+    main = state is None or state.is_main_process
+    with progress_stages(enabled=main) as stage:
+        def remember(name: str, total: int | None = None):
+            tickers[name] = stage(name, total)
+            return tickers[name]
+
+        lora = train_t2i(cfg, progress=remember, log=show)
+    if main:
+        console.print(f"lora: {lora}  (generate: densecaption t2i generate --model {model} --lora {lora} ...)",
+                      highlight=False)
