@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from densecaption.cli import bench, caption, compose, data, generate, models, quality, report, train
+from densecaption.cli import bench, caption, compose, data, generate, models, quality, report, t2i, train
 
 
 def build_app() -> typer.Typer:
@@ -20,6 +20,7 @@ def build_app() -> typer.Typer:
     app.add_typer(compose.app, name="compose")
     app.add_typer(quality.app, name="quality")
     app.add_typer(train.app, name="train")
+    app.add_typer(t2i.app, name="t2i")
     return app
 
 
