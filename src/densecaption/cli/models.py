@@ -13,6 +13,14 @@ from densecaption.cli._common import guarded, out_console
 app = typer.Typer(help="Make and inspect model folders.", no_args_is_help=True)
 
 
+# Tiny random transformers models other than CLIP: ARCH -> ("module:function", how the product loads it).
+HF_TINY = {
+    "llava": ("densecaption.models.tiny_vlm:init_random_llava", "hf:{out} (captioning, quality precision --vlm)"),
+    "blip-vqa": ("densecaption.models.tiny_blip:init_random_blip_vqa", "t2i compbench --vqa-model {out}"),
+    "owlvit": ("densecaption.models.tiny_detector:init_random_owlvit", "t2i compbench --detector owlvit:{out}"),
+}
+
+
 class Backend(str, Enum):
     open_clip = "open_clip"
     hf = "hf"
@@ -23,8 +31,9 @@ class Backend(str, Enum):
 @guarded
 def init_random(
     arch: Annotated[str, typer.Argument(help="open_clip architecture, e.g. ViT-B-32 (sizes for both backends); "
-                                             "with --backend hf also 'llava': a tiny LLaVA vision-language model "
-                                             "for captioning tests (always tiny). With --backend diffusers a "
+                                             "with --backend hf also the always-tiny 'llava' (captioning), "
+                                             "'blip-vqa' (T2I-CompBench attribute binding) and 'owlvit' (its "
+                                             "spatial detector). With --backend diffusers a "
                                              "text-to-image family: pixart-alpha, sd21 or sdxl (always tiny).")],
     out: Annotated[Path, typer.Argument(help="Folder to write (load it as open_clip:local-dir:OUT or hf:OUT; a "
                                              "diffusers pipeline as --model OUT).")],
@@ -44,11 +53,13 @@ def init_random(
                             f"(e.g. densecaption train t2i --model {folder} ..., densecaption t2i generate --model "
                             f"{folder} ...)", highlight=False)
         return
-    if backend is Backend.hf and arch.lower() == "llava":
-        from densecaption.models.tiny_vlm import init_random_llava
+    if backend is Backend.hf and arch.lower() in HF_TINY:
+        import importlib
 
-        folder = init_random_llava(out, seed=seed)
-        spec = f"hf:{folder}"
+        target, usage = HF_TINY[arch.lower()]
+        module, _, func = target.partition(":")
+        folder = getattr(importlib.import_module(module), func)(out, seed=seed)
+        spec = usage.format(out=folder)
     elif backend is Backend.hf:
         from densecaption.models.hf_backend import init_random_hf_clip
 

@@ -75,7 +75,10 @@ class ModelPool:
 
     def _get(self, key: str, load: Callable[[], Any]) -> Any:
         if key not in self._cache:
-            self._cache[key] = load()
+            from densecaption.t2i.pipelines import quiet_hf
+
+            with quiet_hf():  # no weight-loading bars between the command's own progress
+                self._cache[key] = load()
         return self._cache[key]
 
     @property
