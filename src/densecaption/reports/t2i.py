@@ -241,7 +241,9 @@ def heatmap(cells: list[Cell], path: Path | str) -> Path:
         for i in range(len(precisions)):
             for j in range(len(submasks)):
                 if not np.isnan(grid[i, j]):
-                    ax.text(j, i, f"{grid[i, j]:.4f}", ha="center", va="center", color="white", fontsize=8)
+                    light = image.norm(grid[i, j]) > 0.6  # dark text on the light end of viridis
+                    ax.text(j, i, f"{grid[i, j]:.4f}", ha="center", va="center", fontsize=8,
+                            color="black" if light else "white")
         ax.set_xticks(range(len(submasks)), [str(k) for k in submasks])
         ax.set_yticks(range(len(precisions)), [_pct(p) for p in precisions])
         ax.set_xlabel("Number of submasks (recall)")
@@ -249,7 +251,7 @@ def heatmap(cells: list[Cell], path: Path | str) -> Path:
         weights = {w for c in group for w in c.weights}
         note = " - RANDOM WEIGHTS" if "random" in weights else " - weights unknown" if "unknown" in weights else ""
         ax.set_title(f"{Path(model).name or model}{note}\nT2I-CompBench average of 5", fontsize=9)
-        fig.colorbar(image, ax=ax, shrink=0.8)
+        fig.colorbar(image, ax=ax, shrink=0.8, format="%.4f")
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
