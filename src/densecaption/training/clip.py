@@ -11,8 +11,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -25,10 +23,8 @@ from densecaption.data.findings import SkipLog
 from densecaption.errors import UserError
 from densecaption.training.data import EntryDataset, load_entries
 from densecaption.training.losses import DenseCaptionLoss
+from densecaption.training.run_state import MetricsLog, RunState
 from densecaption.training.samplers import ImageGroupBatches, RandomBatches
-
-STATE_FILE = "trainer_state.json"
-
 
 @dataclass
 class ClipTrainConfig:
@@ -84,32 +80,6 @@ class ContrastiveScorer(nn.Module):
         return pos, neg
 
 
-class MetricsLog:
-    """``log.jsonl`` of the run (main process only). On resume, lines after the checkpoint's step are
-    dropped first, so the steps the resumed run repeats are not logged twice."""
-
-    def __init__(self, path: Path, *, enabled: bool, after_step: int | None = None, tracker=None):
-        self.path, self.enabled, self.tracker = path, enabled, tracker
-        if enabled and after_step is not None and path.exists():
-            kept = [line for line in path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= after_step]
-            atomic_write_text(path, "".join(line + "\n" for line in kept))
-
-    def write(self, record: dict) -> None:
-        if self.enabled:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
-        if self.tracker is not None:  # TensorBoard, when installed (every process calls; accelerate filters)
-            self.tracker.log({k: v for k, v in record.items() if k not in ("epoch", "step")}, step=record["step"])
-
-
-def latest_checkpoint(out: Path) -> Path | None:
-    folders = sorted((out / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
-    complete = [p for p in folders if (p / STATE_FILE).exists()]
-    return complete[-1] if complete else None
-
-
 def train_clip(cfg: ClipTrainConfig, progress: Callable[[str, int | None], Callable[[int], None]] | None = None,
                log: Callable[[dict], None] | None = None) -> Path:
     """Fine-tune and write ``<out>/adapter`` (peft format); returns that folder."""
@@ -158,26 +128,14 @@ def train_clip(cfg: ClipTrainConfig, progress: Callable[[str, int | None], Calla
                                          num_workers=cfg.workers)
     scorer, optimizer, loader = accelerator.prepare(scorer, optimizer, loader)
 
-    state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best": None}
+    run = RunState(accelerator, out, seed=cfg.seed, keep=cfg.keep_checkpoints, every=cfg.checkpoint_every,
+                   stop_after_steps=cfg.stop_after_steps, best=None)
     backend.device = str(accelerator.device)
     if cfg.resume:
-        checkpoint = latest_checkpoint(out) if cfg.resume == "latest" else Path(cfg.resume)
-        if checkpoint is None or not (checkpoint / STATE_FILE).exists():
-            raise UserError(f"--resume {cfg.resume}: no complete checkpoint under {out / 'checkpoints'}")
-        accelerator.load_state(str(checkpoint))
-        state = json.loads((checkpoint / STATE_FILE).read_text())
+        run.restore(cfg.resume)
+    state = run.state
     metrics_log = MetricsLog(out / "log.jsonl", enabled=accelerator.is_main_process, after_step=state["global_step"]
                              if cfg.resume else None, tracker=accelerator if tensorboard else None)
-
-    def save(tag_step: int) -> None:
-        folder = out / "checkpoints" / f"step-{tag_step:07d}"
-        accelerator.save_state(str(folder))
-        if accelerator.is_main_process:
-            atomic_write_text(folder / STATE_FILE, json.dumps(state, indent=1) + "\n")
-            old = sorted((out / "checkpoints").glob("step-*"))[:-cfg.keep_checkpoints]
-            for folder_old in old:
-                shutil.rmtree(folder_old, ignore_errors=True)
-        accelerator.wait_for_everyone()
 
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -186,41 +144,26 @@ def train_clip(cfg: ClipTrainConfig, progress: Callable[[str, int | None], Calla
     advance = progress("training", cfg.epochs * len(loader))
     advance(state["epoch"] * len(loader) + state["step_in_epoch"])
     for epoch in range(state["epoch"], cfg.epochs):
-        # accelerate's loader re-sets its sampler's epoch from its own counter when iterated: keep them equal
-        loader.set_epoch(epoch)
-        sampler.set_epoch(epoch)
         train_set.epoch = epoch
-        batches = loader
-        if state["step_in_epoch"]:
-            batches = accelerator.skip_first_batches(loader, state["step_in_epoch"])
-            if hasattr(batches, "set_epoch"):
-                batches.set_epoch(epoch)
-            sampler.set_epoch(epoch)
+        batches = run.batches(loader, sampler, epoch)
         scorer.train()
         for batch in batches:
-            # Dropout draws from a generator seeded by (seed, step, process), so a resumed run draws what an
-            # uninterrupted one would, whatever else consumed random numbers since the checkpoint.
-            torch.manual_seed(cfg.seed * 1_000_003 + state["global_step"] * 1_009 + accelerator.process_index)
+            run.seed_step()  # dropout draws what an uninterrupted run would, whatever ran since the checkpoint
             with accelerator.accumulate(scorer):
                 pos, neg = scorer(batch["pixels"], batch["positives"], batch["negatives"])
                 losses = loss_fn(pos, n_pos, neg)
                 accelerator.backward(losses["loss"])
                 optimizer.step()
                 optimizer.zero_grad()
-            state["step_in_epoch"] += 1
-            state["global_step"] += 1
+            run.count_step()
             advance(1)
             record = {"epoch": epoch, "step": state["global_step"],
                       **{k: float(v.detach()) for k, v in losses.items()}}
             metrics_log.write(record)
             if log and accelerator.is_main_process:
                 log(record)
-            if cfg.checkpoint_every and state["global_step"] % cfg.checkpoint_every == 0:
-                save(state["global_step"])
-            if cfg.stop_after_steps and state["global_step"] >= cfg.stop_after_steps:
-                accelerator.wait_for_everyone()
-                os._exit(137)  # as if killed: nothing after the last checkpoint is saved
-        state["epoch"], state["step_in_epoch"] = epoch + 1, 0
+            run.after_step()
+        run.end_epoch(epoch)
         metrics = validate(cfg, dataset, backend, scorer) if cfg.valid_split else {}
         if metrics:
             record = {"epoch": epoch, "step": state["global_step"], **{f"valid_{k}": v for k, v in metrics.items()}}
@@ -232,7 +175,7 @@ def train_clip(cfg: ClipTrainConfig, progress: Callable[[str, int | None], Calla
             state["best"] = score
             if accelerator.is_main_process:
                 accelerator.unwrap_model(scorer).net.save_pretrained(str(out / "best_adapter"))
-        save(state["global_step"])
+        run.save()
     final = out / "adapter"
     if accelerator.is_main_process:
         accelerator.unwrap_model(scorer).net.save_pretrained(str(final))

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from densecaption.data.dci import atomic_write_text
 from densecaption.errors import UserError
-from densecaption.training.clip import STATE_FILE, MetricsLog, latest_checkpoint
+from densecaption.training.run_state import MetricsLog, RunState, latest_checkpoint
 from densecaption.training.t2i_data import (CaptionData, TensorCache, TrainRow, cache_key, file_sha256, fill_cache,
                                             load_image, pipeline_tokenizer, read_captions, truncation_report)
 
@@ -390,13 +388,11 @@ def train_t2i(cfg: TrainT2IConfig, progress: Callable[[str, int | None], Callabl
     accelerator.register_load_state_pre_hook(load_hook)
     model, optimizer, loader = accelerator.prepare(denoiser, optimizer, loader)
 
-    state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0}
+    run = RunState(accelerator, out, seed=cfg.seed, keep=cfg.keep_checkpoints, every=cfg.checkpoint_every,
+                   stop_after_steps=cfg.stop_after_steps)
     if cfg.resume:
-        checkpoint = latest_checkpoint(out) if cfg.resume == "latest" else Path(cfg.resume)
-        if checkpoint is None or not (checkpoint / STATE_FILE).exists():
-            raise UserError(f"--resume {cfg.resume}: no complete checkpoint under {out / 'checkpoints'}")
-        accelerator.load_state(str(checkpoint))
-        state = json.loads((checkpoint / STATE_FILE).read_text())
+        run.restore(cfg.resume)
+    state = run.state
     metrics_log = MetricsLog(out / "log.jsonl", enabled=main, after_step=state["global_step"] if cfg.resume else -1,
                              tracker=accelerator if tensorboard else None)
     record = {"epoch": state["epoch"], "step": state["global_step"], "captions": len(data.rows),
@@ -405,15 +401,6 @@ def train_t2i(cfg: TrainT2IConfig, progress: Callable[[str, int | None], Callabl
               "resolution": resolution, "max_text_length": length}
     metrics_log.write(record)
     say(record)
-
-    def save(tag_step: int) -> None:
-        folder = out / "checkpoints" / f"step-{tag_step:07d}"
-        accelerator.save_state(str(folder))
-        if main:
-            atomic_write_text(folder / STATE_FILE, json.dumps(state, indent=1) + "\n")
-            for old in sorted((out / "checkpoints").glob("step-*"))[:-cfg.keep_checkpoints]:
-                shutil.rmtree(old, ignore_errors=True)
-        accelerator.wait_for_everyone()
 
     def validate(epoch: int) -> None:
         if not (main and prompts):
@@ -444,18 +431,8 @@ def train_t2i(cfg: TrainT2IConfig, progress: Callable[[str, int | None], Callabl
     advance(state["epoch"] * len(loader) + state["step_in_epoch"])
     model.train()
     for epoch in range(state["epoch"], cfg.epochs):
-        loader.set_epoch(epoch)  # accelerate's loader re-sets its sampler's epoch when iterated: keep them equal
-        sampler.set_epoch(epoch)
-        batches = loader
-        if state["step_in_epoch"]:
-            batches = accelerator.skip_first_batches(loader, state["step_in_epoch"])
-            if hasattr(batches, "set_epoch"):
-                batches.set_epoch(epoch)
-            sampler.set_epoch(epoch)
-        for batch in batches:
-            # noise, timesteps and latent samples come from a generator seeded by (seed, step, process): a
-            # resumed run draws what an uninterrupted one would
-            torch.manual_seed(cfg.seed * 1_000_003 + state["global_step"] * 1_009 + accelerator.process_index)
+        for batch in run.batches(loader, sampler, epoch):
+            run.seed_step()  # noise, timesteps and latent samples: what an uninterrupted run would draw
             with accelerator.accumulate(model):
                 mean, logvar = batch["latent_params"].chunk(2, dim=1)
                 sample = mean + torch.exp(0.5 * logvar.clamp(-30.0, 20.0)) * torch.randn_like(mean)
@@ -475,21 +452,16 @@ def train_t2i(cfg: TrainT2IConfig, progress: Callable[[str, int | None], Callabl
                     accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad()
-            state["step_in_epoch"] += 1
-            state["global_step"] += 1
+            run.count_step()
             advance(1)
             record = {"epoch": epoch, "step": state["global_step"], "loss": float(loss.detach())}
             metrics_log.write(record)
             say(record)
-            if cfg.checkpoint_every and state["global_step"] % cfg.checkpoint_every == 0:
-                save(state["global_step"])
-            if cfg.stop_after_steps and state["global_step"] >= cfg.stop_after_steps:
-                accelerator.wait_for_everyone()
-                os._exit(137)  # as if killed: nothing after the last checkpoint is saved
-        state["epoch"], state["step_in_epoch"] = epoch + 1, 0
+            run.after_step()
+        run.end_epoch(epoch)
         if cfg.validation_every and (epoch + 1) % cfg.validation_every == 0:
             validate(epoch)
-        save(state["global_step"])
+        run.save()
 
     final = out / "lora"
     if main:
