@@ -115,6 +115,7 @@ def test_compbench_dir_writes_one_run_per_category(tmp_path, tiny_sd):
 @pytest.mark.parametrize("args, message", [
     ([], "either --prompts"),
     (["--compbench-dir", "."], "needs --category"),
+    (["--compbench-dir", ".", "--category", "colour"], "unknown T2I-CompBench category 'colour'"),
 ])
 def test_bad_input(tmp_path, args, message):
     res = run("--model", "sd21", "--out", str(tmp_path / "o"), *args)

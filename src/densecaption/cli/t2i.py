@@ -53,12 +53,14 @@ def generate(
     OUT/images/*.png and OUT/images.jsonl (file -> prompt, seed). Run it again to resume a stopped run.
     Several GPUs: `accelerate launch -m densecaption t2i generate ...` shares the images out.
     """
-    from densecaption.evaluation.compbench.prompts import prompt_file, read_prompts
+    from densecaption.evaluation.compbench.prompts import check_category, prompt_file, read_prompts
     from densecaption.t2i.generate import GenerateConfig, GenerationSettings, generate_images, open_pipeline
 
     if (prompts is None) == (compbench_dir is None):
         raise UserError("give either --prompts FILE or --compbench-dir DIR with --category NAME")
     categories = list(dict.fromkeys(category or []))
+    for name in categories:
+        check_category(name)
     if prompts is not None:
         if len(categories) > 1:
             raise UserError("--prompts takes at most one --category (the category its prompts belong to)")
