@@ -17,13 +17,13 @@ import json
 import os
 import shutil
 from collections.abc import Iterable, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from densecaption.captionsets.compose import CaptionSet
 from densecaption.data.dci import atomic_write_text
 from densecaption.errors import UserError
+from densecaption.evaluation.results import versions
 
 FORMATS = ("folder", "parquet", "jsonl")
 MANIFEST = "manifest.json"
@@ -33,6 +33,7 @@ JSONL = "captions.jsonl"
 KIND = "densecaption.caption-set"
 GRID_KIND = "densecaption.caption-grid"
 OUTPUTS = (MANIFEST, IMAGES, PARQUET, JSONL)
+PACKAGES = ("densecaption", "datasets", "transformers", "open-clip-torch")
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
@@ -52,16 +53,6 @@ def prepare_out(path: Path, overwrite: bool) -> None:
         target = path / name
         shutil.rmtree(target) if target.is_dir() else target.unlink()
     path.mkdir(parents=True, exist_ok=True)
-
-
-def versions() -> dict[str, str]:
-    out = {}
-    for name in ("densecaption", "datasets", "transformers", "open-clip-torch"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -131,7 +122,7 @@ def write_set(cset: CaptionSet, out: Path | str, formats: Sequence[str], *, data
         "realised": cset.realised(),
         "tokens": tokens or [],
         "files": files,
-        "versions": versions(),
+        "versions": versions(PACKAGES),
     }
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     return manifest
@@ -149,7 +140,7 @@ def write_grid_manifest(out: Path | str, sets: Iterable[tuple[str, dict[str, Any
                      "realised_submasks_mean": r["recall"]["mean"], "short_kept": m["counts"]["short_kept"],
                      "short_skipped": m["counts"]["short_skipped"]})
     manifest = {"kind": GRID_KIND, "format_version": 1, "precisions": list(precisions), "submasks": list(submasks),
-                "config": config, "data": data, "sets": rows, "versions": versions()}
+                "config": config, "data": data, "sets": rows, "versions": versions(PACKAGES)}
     atomic_write_text(Path(out) / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     return manifest
 

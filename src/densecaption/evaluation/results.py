@@ -38,9 +38,10 @@ def dataset_sha256(dataset: DCIDataset, split: str | None) -> str:
     return h.hexdigest()
 
 
-def versions() -> dict[str, str]:
+def versions(packages: Iterable[str] = VERSIONED) -> dict[str, str]:
+    """Installed version of each package (those not installed are left out)."""
     out = {}
-    for name in VERSIONED:
+    for name in packages:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -15,14 +15,15 @@ import inspect
 import json
 import os
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
 from densecaption.data.dci import atomic_write_text
 from densecaption.errors import UserError
+from densecaption.evaluation.results import versions
 from densecaption.t2i.lineage import RUN_IMAGES, RUN_KIND, RUN_MANIFEST, read_run_images
 
+PACKAGES = ("densecaption", "torch", "diffusers", "transformers", "peft", "accelerate")
 # Settings that make two runs the same run (a resumed run must match the folder's manifest on all of them).
 IDENTITY = ("model", "lora", "category", "images_per_prompt", "seed", "generation")
 
@@ -93,16 +94,6 @@ def pipeline_kwargs(pipe, family, generation: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def versions() -> dict[str, str]:
-    out = {}
-    for name in ("densecaption", "torch", "diffusers", "transformers", "peft", "accelerate"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
 def build_manifest(cfg: GenerateConfig, resolved, generation: dict[str, Any]) -> dict[str, Any]:
     from densecaption.t2i.pipelines import read_lora_record
 
@@ -114,7 +105,7 @@ def build_manifest(cfg: GenerateConfig, resolved, generation: dict[str, Any]) ->
         "category": cfg.category,
         "prompts": {"file": cfg.prompts_file, "sha256": prompts_sha256(cfg.prompts), "count": len(cfg.prompts)},
         "images_per_prompt": cfg.images_per_prompt, "seed": cfg.seed, "generation": generation,
-        "versions": versions(),
+        "versions": versions(PACKAGES),
     }
 
 

@@ -17,11 +17,10 @@ from types import SimpleNamespace
 from typing import Any, Callable, Sequence
 
 from densecaption.captionsets.compose import join_parts
+from densecaption.captionsets.export import GRID_KIND, KIND as SET_KIND
 from densecaption.captionsets.tokens import TextTokenizer, token_report
 from densecaption.errors import DataError, UserError
 
-SET_KIND = "densecaption.caption-set"
-GRID_KIND = "densecaption.caption-grid"
 METADATA = "metadata.jsonl"
 
 
