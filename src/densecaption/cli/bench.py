@@ -1,114 +1,152 @@
-"""``densecaption bench ...``: benchmarks of image-text models."""
+"""``densecaption bench TASK``: one command per registered benchmark, its options built from the
+benchmark's config dataclass (field types, defaults, help texts and choices) plus the common ones."""
 
 from __future__ import annotations
 
-import time
+import dataclasses
+import inspect
+import typing
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from densecaption.cli._common import guarded, out_console, progress_stages, report_skips, skip_log
-from densecaption.errors import UserError
-
-app = typer.Typer(help="Benchmark image-text models (sDCI).", no_args_is_help=True)
 
 
-@app.command()
-@guarded
-def sdci(
-    data: Annotated[str, typer.Option(help="A DCI folder with complete/ files, or 'sample'.")],
-    model: Annotated[str, typer.Option(help="Model spec: open_clip:ARCH[:TAG|FILE], open_clip:local-dir:DIR, "
-                                            "hf:ID_OR_DIR, lm:ID_OR_DIR[#gguf=FILE].")] =
-    "open_clip:ViT-B-32:openai",
-    lora: Annotated[Optional[str], typer.Option(help="A peft LoRA adapter folder to apply.")] = None,
-    split: Annotated[str, typer.Option(help="Split of splits.json to evaluate.")] = "test",
-    mode: Annotated[str, typer.Option(help="reference (the paper's protocol, flat batches that may mix "
-                                           "images) or image-group (each image's own crops per batch).")] =
-    "reference",
-    batch_size: Annotated[int, typer.Option(help="Entries per SCM batch in reference mode.")] = 8,
-    pick_seed: Annotated[Optional[int], typer.Option(help="Sample Pick5's five summaries with this seed "
-                                                          "(default: the first five).")] = None,
-    drop_quality: Annotated[Optional[list[int]], typer.Option(
-        help="Leave out masks of this quality (repeatable; the reference protocol keeps all).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
-    workers: Annotated[int, typer.Option(help="Worker processes that decode photos and cut crops.")] = 0,
-    cache: Annotated[Optional[Path], typer.Option(help="Embedding cache folder: a second run of the same "
-                                                       "model skips encoding.")] = None,
-    out: Annotated[Path, typer.Option(help="Folder for the result JSON.")] = Path("results"),
-    strict: Annotated[bool, typer.Option(help="Stop at the first bad record instead of skipping it.")] = False,
-):
-    """The six sDCI tests (All SCM, All Neg, Pick5 SCM, Pick5 Neg, Base Neg, All Hard-Negs).
+def build_app() -> typer.Typer:
+    from densecaption.evaluation.benchmarks import BENCHMARKS
 
-    Writes one result JSON per run into --out and prints the table. Every unique crop and text is encoded
-    once for all six tests. Runs the same under `accelerate launch --num_processes N -m densecaption ...`,
-    which shards the encoding across processes.
-    """
-    from densecaption.data.dci import DCIDataset
-    from densecaption.data.sdci import EntryFilter
-    from densecaption.evaluation.features import FeatureStore
-    from densecaption.evaluation.results import dataset_sha256, new_result, write_result
-    from densecaption.evaluation.sdci import MODES, SdciConfig, evaluate_sdci
-    from densecaption.models.fingerprint import cache_folder
+    app = typer.Typer(help=f"Benchmark image-text models ({BENCHMARKS.choices()}).", no_args_is_help=True)
+    for entry in BENCHMARKS.entries():
+        benchmark = BENCHMARKS.get(entry.name)()
+        app.command(entry.name, help=_help(benchmark))(bench_command(benchmark))
+    return app
+
+
+def _help(benchmark) -> str:
+    labels = ", ".join(m.label for m in benchmark.metrics)
+    return (f"{benchmark.__doc__.strip().splitlines()[0]}\n\nMetrics: {labels}. Writes one result JSON per run "
+            "into --out and prints the table. Every unique crop and text is encoded once. Runs the same under "
+            "`accelerate launch --num_processes N -m densecaption ...`, which shards the encoding across processes.")
+
+
+def _option_type(hint: Any) -> tuple[Any, bool]:
+    """The CLI type of a config field's type hint, and whether it is a repeatable (tuple) option."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        return str, False
+    if origin is tuple:
+        return Optional[list[args[0]]], True
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and type(None) in args:
+        inner = next(a for a in args if a is not type(None))
+        return Optional[inner], False
+    return hint, False
+
+
+def _config_parameters(config_class: type) -> tuple[list[inspect.Parameter], set[str]]:
+    hints = typing.get_type_hints(config_class)
+    params, repeated = [], set()
+    for f in dataclasses.fields(config_class):
+        if not f.metadata.get("cli", True):
+            continue
+        kind, is_list = _option_type(hints[f.name])
+        choices = f.metadata.get("choices") or ()
+        text = f.metadata.get("help", "") + (f" Choices: {', '.join(choices)}." if choices else "")
+        default = None if is_list else f.default
+        if is_list:
+            repeated.add(f.name)
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                        annotation=Annotated[kind, typer.Option(help=text)]))
+    return params, repeated
+
+
+def _common_parameters(benchmark) -> tuple[list[inspect.Parameter], list[inspect.Parameter]]:
+    from densecaption.models.registry import model_spec_help
+
+    def opt(name: str, kind: Any, default: Any, text: str) -> inspect.Parameter:
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                 annotation=Annotated[kind, typer.Option(help=text)])
+
+    head = [opt("data", str, inspect.Parameter.empty, benchmark.data_help),
+            opt("model", str, "open_clip:ViT-B-32:openai", f"Model spec: {model_spec_help()}."),
+            opt("lora", Optional[str], None, "A peft LoRA adapter folder to apply.")]
+    if benchmark.uses_splits:
+        head.append(opt("split", str, benchmark.default_split, "Split of the data to evaluate."))
+    tail = [opt("device", str, "auto", "auto, cpu, cuda, cuda:1 ..."),
+            opt("workers", int, 0, "Worker processes that decode photos and cut crops."),
+            opt("cache", Optional[Path], None, "Embedding cache folder: a second run of the same model skips "
+                                                "encoding."),
+            opt("out", Path, Path("results"), "Folder for the result JSON."),
+            opt("strict", bool, False, "Stop at the first bad record instead of skipping it.")]
+    return head, tail
+
+
+def bench_command(benchmark) -> Callable[..., None]:
+    """A typer command running ``benchmark``: common options, then one option per CLI field of its config."""
+    config_params, repeated = _config_parameters(benchmark.config_class)
+    head, tail = _common_parameters(benchmark)
+
+    def command(**kwargs: Any) -> None:
+        config = {k: kwargs.pop(k) for k in [p.name for p in config_params]}
+        for name in repeated:
+            config[name] = tuple(config[name] or ())
+        run_and_report(benchmark, config, **kwargs)
+
+    command.__name__ = benchmark.name
+    wrapped = guarded(command)
+    params = head + config_params + tail
+    wrapped.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    wrapped.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapped
+
+
+def run_and_report(benchmark, config: dict[str, Any], *, data: str, model: str, lora: str | None,
+                   split: str | None = None, device: str, workers: int, cache: Path | None, out: Path,
+                   strict: bool) -> None:
+    """Run ``benchmark`` through ``evaluate``, write its result file and print its table (main process)."""
     from densecaption.distributed import process_state
-    from densecaption.models.registry import load_model
+    from densecaption.evaluation.benchmark import RunContext
+    from densecaption.evaluation.results import write_result
+    from densecaption.evaluation.run import evaluate
+    from densecaption.models.fingerprint import cache_folder
 
-    if mode not in MODES:
-        raise UserError(f"--mode {mode!r}: choose from {', '.join(MODES)}")
-    if batch_size < 1:
-        raise UserError("--batch-size must be at least 1")
-    started = time.perf_counter()
-    dataset = DCIDataset.open(data)
-    if dataset.source != "complete":
-        raise UserError(f"{dataset.root}: no complete/ folder: sDCI needs summaries and negatives")
+    checked = benchmark.make_config(**config)  # bad settings fail before the model loads
     state = process_state()
-    loaded = load_model(model, device=str(state.device) if state else device, lora=lora)
-    config = SdciConfig(mode=mode, batch_size=batch_size, pick_seed=pick_seed,
-                        entry_filter=EntryFilter(drop_quality=frozenset(drop_quality or ())))
-    store = FeatureStore(loaded, num_workers=workers,
-                         cache_dir=cache_folder(cache, model, lora) if cache else None)
     main = state is None or state.is_main_process
     log = skip_log(strict)
     with progress_stages(enabled=main) as stage:
-        result = evaluate_sdci(dataset, loaded, split=split, config=config, skip=log, store=store, progress=stage)
+        context = RunContext(skip=log, progress=stage, workers=workers,
+                             cache_dir=cache_folder(cache, model, lora) if cache else None)
+        result = evaluate(benchmark.name, model, data, lora=lora, split=split, device=device, context=context,
+                          **dataclasses.asdict(checked))
     if not main:
         return
     report_skips(log)
-    record = new_result(
-        "sdci", model=model, lora=lora, weights=loaded.weights, data=data, data_sha256=dataset_sha256(dataset, split),
-        split=split, mode=mode,
-        config={"batch_size": batch_size, "pick": config.pick, "pick_seed": pick_seed,
-                "negative": config.negative_kind, "min_box": config.entry_filter.min_box,
-                "drop_quality": sorted(config.entry_filter.drop_quality)},
-        metrics=result.metrics, counts=result.counts, images=result.images,
-        encoded_images=result.encoded_images, encoded_texts=result.encoded_texts,
-        truncated_texts=loaded.truncated_texts, notes=list(loaded.notes),
-        processes=state.num_processes if state else 1, runtime_s=round(time.perf_counter() - started, 3))
-    path = write_result(out, record)
-    print_result(record, path)
+    path = write_result(out, result)
+    print_result(benchmark, result.to_dict(), path)
 
 
-def print_result(record: dict, path: Path) -> None:
-    from densecaption.evaluation.sdci import METRICS, PAPER_NAMES
-
+def print_result(benchmark, record: dict, path: Path) -> None:
     weights = record["weights"]
-    title = f"sDCI {record['split']} ({record['mode']}): {record['model']}" + \
+    title = f"{benchmark.title} {record['split']} ({record['mode']}): {record['model']}" + \
         (f" + {record['lora']}" if record["lora"] else "") + ("" if weights == "pretrained" else
                                                                f"  [weights: {weights}]")
     table = Table(title=escape(title))
     table.add_column("test")
     table.add_column("score %", justify="right")
     table.add_column("entries", justify="right")
-    for m in METRICS:
-        value = record["metrics"][m]
-        table.add_row(PAPER_NAMES[m], "n/a" if value != value else f"{value:.2f}", str(record["counts"][m]))
+    for m in benchmark.metrics:
+        value = record["metrics"][m.key]
+        table.add_row(m.label, "n/a" if value is None else f"{value:.2f}", str(record["counts"][m.key]))
     console = out_console()
     console.print(table)
-    for note in record["notes"]:
+    for note in record.get("notes", ()):
         console.print(f"[yellow]note:[/] {note}", highlight=False)
     if weights != "pretrained":
         console.print(f"[yellow]weights: {weights}[/]: these numbers do not measure a trained model.")
-    console.print(f"encoded {record['encoded_images']} crops and {record['encoded_texts']} texts; "
-                  f"{record['truncated_texts']} texts truncated; result: {path}", highlight=False)
+    encoded = (f"encoded {record['encoded_images']} crops and {record['encoded_texts']} texts; "
+               if "encoded_images" in record else "")
+    console.print(f"{encoded}{record.get('truncated_texts', 0)} texts truncated; result: {path}", highlight=False)

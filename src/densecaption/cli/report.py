@@ -10,29 +10,44 @@ import typer
 from densecaption.cli._common import guarded
 from densecaption.errors import UserError
 
-app = typer.Typer(help="Merge result files into tables.", no_args_is_help=True)
+
+def build_app() -> typer.Typer:
+    """``report TASK`` for every registered benchmark, and ``report t2i`` (Captions4T2I's Table 2)."""
+    from densecaption.evaluation.benchmarks import BENCHMARKS
+
+    app = typer.Typer(help="Merge result files into tables.", no_args_is_help=True)
+    for entry in BENCHMARKS.entries():
+        benchmark = BENCHMARKS.get(entry.name)()
+        app.command(entry.name, help=f"One table of {benchmark.title} results (random/unknown weights labelled; "
+                                     f"a data column names the data each run used).")(report_command(benchmark))
+    app.command("t2i")(t2i)
+    return app
 
 
-@app.command()
-@guarded
-def sdci(
-    paths: Annotated[list[Path], typer.Argument(help="Result files or folders holding them.")],
-    fmt: Annotated[str, typer.Option("--format", help="md or csv.")] = "md",
-):
-    """One table of sDCI results, like the DCI paper's Table 10 (random/unknown weights labelled)."""
-    from densecaption.evaluation.results import read_results
-    from densecaption.reports.sdci import rows, to_csv, to_markdown
+def report_command(benchmark):
+    """The ``report TASK`` command of one benchmark."""
 
-    if fmt not in ("md", "csv"):
-        raise UserError(f"--format {fmt!r}: choose md or csv")
-    results = read_results(paths, task="sdci")
-    if not results:
-        raise UserError(f"no sdci result files in {', '.join(map(str, paths))}")
-    table = rows(results)
-    typer.echo(to_markdown(table) if fmt == "md" else to_csv(table), nl=False)
+    @guarded
+    def command(
+        paths: Annotated[list[Path], typer.Argument(help="Result files or folders holding them.")],
+        fmt: Annotated[str, typer.Option("--format", help="md or csv.")] = "md",
+        paper: Annotated[bool, typer.Option(help="Add the benchmark's published rows to compare with.")] = False,
+    ):
+        from densecaption.evaluation.results import read_results
+        from densecaption.reports.benchmark import rows, to_csv, to_markdown
+
+        if fmt not in ("md", "csv"):
+            raise UserError(f"--format {fmt!r}: choose md or csv")
+        results = read_results(paths, task=benchmark.name)
+        if not results:
+            raise UserError(f"no {benchmark.name} result files in {', '.join(map(str, paths))}")
+        table = rows(benchmark, results, paper=paper)
+        typer.echo(to_markdown(benchmark, table) if fmt == "md" else to_csv(benchmark, table), nl=False)
+
+    command.__name__ = benchmark.name
+    return command
 
 
-@app.command()
 @guarded
 def t2i(
     paths: Annotated[list[Path], typer.Argument(help="t2i compbench result files or folders holding them.")],

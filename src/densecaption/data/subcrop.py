@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 
 from densecaption.data.schema import Box
 
 PAD_FRACTION = 0.15
+
+
+@dataclass(frozen=True)
+class CropKey:
+    """A region of a photo: the unit an image encoder sees once per run."""
+
+    photo: Path
+    box: Box
 
 
 def subcrop_box(box: Box, image_width: int, image_height: int, pad: float = PAD_FRACTION) -> Box:

@@ -11,17 +11,11 @@ from typing import Callable, Sequence
 import torch
 
 from densecaption.data.schema import Box
+from densecaption.data.subcrop import CropKey
 from densecaption.distributed import process_state
+from densecaption.files import atomic_write
 
 ENCODE_CHUNK = 64
-
-
-@dataclass(frozen=True)
-class CropKey:
-    """A region of a photo: the unit the image encoder sees once per run."""
-
-    photo: Path
-    box: Box
 
 
 class _CropDataset(torch.utils.data.Dataset):
@@ -126,10 +120,8 @@ class FeatureStore:
     def _save(self, kind: str, cache: dict[str, torch.Tensor], changed: bool) -> None:
         if self.cache_dir is None or not changed:
             return
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.cache_dir / f".{kind}.pt.tmp"
-        torch.save({k: v.clone() for k, v in cache.items()}, tmp)
-        tmp.replace(self.cache_dir / f"{kind}.pt")
+        rows = {k: v.clone() for k, v in cache.items()}
+        atomic_write(self.cache_dir / f"{kind}.pt", lambda tmp: torch.save(rows, tmp))
 
 
 def _crop_digest(crop: CropKey) -> str:

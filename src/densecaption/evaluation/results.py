@@ -1,11 +1,14 @@
-"""One result JSON per evaluation run (interfaces.md): naming, common keys, reading back."""
+"""One result type for every evaluation, one JSON file per run (docs/interfaces.md): naming, common keys,
+writing, reading back."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import json
+import math
 import re
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
@@ -49,14 +52,51 @@ def versions(packages: Iterable[str] = VERSIONED) -> dict[str, str]:
     return out
 
 
-def new_result(task: str, **fields: Any) -> dict[str, Any]:
-    """A result with the common keys in their documented order."""
-    return {"task": task, **fields, "versions": versions(),
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+@dataclass
+class EvalResult:
+    """The result of one evaluation run, with the common keys of every task; ``extra`` holds the task's own
+    keys (written between ``counts`` and ``runtime_s``, in their order)."""
+
+    task: str
+    model: str
+    lora: str | None
+    weights: str
+    data: str
+    data_sha256: str
+    split: str
+    mode: str
+    config: dict[str, Any]
+    metrics: dict[str, float | None]
+    counts: dict[str, int]
+    extra: dict[str, Any] = field(default_factory=dict)
+    runtime_s: float | None = None
+    versions: dict[str, str] = field(default_factory=versions)
+    created: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The file's JSON object: common keys in their documented order; a metric without entries (NaN) is
+        written as null, since JSON has no NaN."""
+        head = {k: getattr(self, k) for k in ("task", "model", "lora", "weights", "data", "data_sha256", "split",
+                                              "mode", "config")}
+        metrics = {k: (None if v is None or (isinstance(v, float) and math.isnan(v)) else v)
+                   for k, v in self.metrics.items()}
+        return {**head, "metrics": metrics, "counts": self.counts, **self.extra, "runtime_s": self.runtime_s,
+                "versions": self.versions, "created": self.created}
+
+    @property
+    def data_label(self) -> str:
+        return data_label(self.data, self.data_sha256)
 
 
-def write_result(out_dir: Path | str, result: dict[str, Any]) -> Path:
+def data_label(path: str, sha256: str | None) -> str:
+    """The data a result was computed on, as a report shows it: the path as given and a SHA-256 prefix."""
+    return f"{path} @{(sha256 or '?')[:8]}"
+
+
+def write_result(out_dir: Path | str, result: EvalResult | dict[str, Any]) -> Path:
     """Write ``result`` under its run name; a file there from a different run is kept (``-2``, ``-3`` ...)."""
+    if isinstance(result, EvalResult):
+        result = result.to_dict()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = result_name(result["task"], result["model"], result.get("lora"), result["split"], result["mode"])
@@ -65,7 +105,7 @@ def write_result(out_dir: Path | str, result: dict[str, Any]) -> Path:
     while path.exists() and not _same_run(path, result):
         n += 1
         path = out_dir / f"{stem}-{n}.json"
-    atomic_write_text(path, json.dumps(result, indent=1) + "\n")
+    atomic_write_text(path, json.dumps(result, indent=1, allow_nan=False) + "\n")
     return path
 
 

@@ -1,6 +1,6 @@
 """The sDCI benchmark: the six reported tests over a DCI split, with any model of the contract.
 
-Protocol (spec: sdci-benchmark.md). Four sub-runs build their entries from the same records:
+Protocol (docs/sdci-benchmark.md). Four sub-runs build their entries from the same records:
 
 - ``all``: base + kept masks, first summary, negative ``swaps[0]`` -> All SCM, All Neg
 - ``pick5``: entries with at least 5 summaries, the first five (or a seeded sample) -> Pick5 SCM, Pick5 Neg
@@ -20,15 +20,20 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from densecaption.data.dci import DCIDataset
 from densecaption.data.findings import SkipLog
 from densecaption.data.schema import DCIImage
-from densecaption.data.sdci import EntryFilter, records_with_sizes, sdci_entries
-from densecaption.evaluation.features import CropKey, FeatureStore
+from densecaption.data.sdci import MIN_BOX, EntryFilter, records_with_sizes, sdci_entries
+from densecaption.data.subcrop import CropKey
+from densecaption.evaluation.benchmark import option
 from densecaption.evaluation.sdci_metrics import hardest_negative, neg_correct, percent, scm_correct
+
+if TYPE_CHECKING:
+    from densecaption.evaluation.features import FeatureStore
 
 Mode = Literal["reference", "image-group"]
 MODES: tuple[str, ...] = ("reference", "image-group")
@@ -43,14 +48,25 @@ _REPORTS = {"all": ("all_scm", "all_neg"), "pick5": ("pick5_scm", "pick5_neg"), 
 
 @dataclass(frozen=True)
 class SdciConfig:
-    mode: Mode = "reference"
-    batch_size: int = 8
-    pick: int = 5
-    pick_seed: int | None = None
+    """The protocol's settings; the defaults are the reference script's."""
+
+    mode: Mode = field(default="reference", metadata=option(
+        "reference (the paper's protocol, flat batches that may mix images) or image-group (each image's own "
+        "crops per batch).", choices=MODES))
+    batch_size: int = field(default=8, metadata=option("Entries per SCM batch in reference mode.", minimum=1))
+    pick_seed: int | None = field(default=None, metadata=option(
+        "Sample Pick5's five summaries with this seed (default: the first five)."))
     """None takes the first ``pick`` summaries (deterministic); a seed samples them like upstream's
     unseeded ``random.sample``, reproducibly."""
-    negative_kind: str = "swaps"
-    entry_filter: EntryFilter = field(default_factory=EntryFilter)
+    drop_quality: tuple[int, ...] = field(default=(), metadata=option(
+        "Leave out masks of this quality (repeatable; the reference protocol keeps all)."))
+    pick: int = field(default=5, metadata=option("Summaries per Pick5 entry.", cli=False))
+    negative_kind: str = field(default="swaps", metadata=option("Negative kind of the Neg tests.", cli=False))
+    min_box: int = field(default=MIN_BOX, metadata=option("Smallest unpadded mask box side, px.", cli=False))
+
+    @property
+    def entry_filter(self) -> EntryFilter:
+        return EntryFilter(min_box=self.min_box, drop_quality=frozenset(self.drop_quality))
 
 
 @dataclass(frozen=True)
@@ -158,10 +174,15 @@ def evaluate_sdci(dataset: DCIDataset, model, *, split: str = "test", config: Sd
     runs = collect_items(dataset, split, config, skip, progress("reading", len(dataset.files(split))))
     crops = list(dict.fromkeys(it.crop for items in runs.values() for it in items))
     texts = list(dict.fromkeys(t for items in runs.values() for it in items for t in (*it.positives, it.negative)))
-    store = store or FeatureStore(model)
+    if store is None:
+        from densecaption.evaluation.features import FeatureStore
+
+        store = FeatureStore(model)
     image_features, text_features = store.encode(crops, texts, progress("encoding", len(crops) + len(texts)))
     crop_index = {c: i for i, c in enumerate(crops)}
     text_index = {t: i for i, t in enumerate(texts)}
+
+    import torch
 
     def similarity(rows: list[int], cols: list[int]) -> np.ndarray:
         with torch.no_grad():

@@ -1,0 +1,13 @@
+"""The registered benchmarks: one module in this folder and one entry below each.
+
+Each target is a ``Benchmark`` subclass (see ``densecaption.evaluation.benchmark``); ``bench TASK`` and
+``report TASK`` are built from these entries, and the contract tests run every one of them.
+"""
+
+from __future__ import annotations
+
+from densecaption.registry import Registry
+
+BENCHMARKS: Registry = Registry("benchmark")
+BENCHMARKS.register("sdci", "densecaption.evaluation.benchmarks.sdci:SDCI",
+                    summary="the six sDCI tests of the DCI paper (subcrop-caption matching and negatives)")
