@@ -171,3 +171,17 @@ def test_two_processes_under_accelerate_match_one(tiny, tmp_path):
     assert two["processes"] == 2 and one["processes"] == 1
     assert two["metrics"] == one["metrics"] and two["counts"] == one["counts"]
     assert two["encoded_images"] == one["encoded_images"]
+
+
+def test_data_without_clip_scores_is_explained_and_fails(tiny, tmp_path):
+    from tests.conftest import make_doc, write_dataset
+
+    doc = make_doc()
+    del doc["clip_scores"]
+    data = write_dataset(tmp_path / "d", {"1-data.json": doc, "2-data.json": doc})
+    result = CliRunner().invoke(build_app(), ["bench", "sdci", "--data", str(data), "--model", tiny,
+                                              "--device", "cpu", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1, result.output
+    assert "no sDCI test has an entry" in result.output and "2 of 2 records have no clip_scores" in result.output
+    assert "data clip-scores" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())

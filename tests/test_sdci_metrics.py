@@ -50,6 +50,20 @@ def test_hardest_negative_stable_sort_last_wins():
     assert hardest_negative({"swaps": ["s0"], "basic": ["b0", "b1"]}, scores) == ("basic_1", "b1")
     assert hardest_negative(negatives, {"basic_0": 1.0}) is None
     assert hardest_negative({}, scores) is None
+    # only the chosen kinds compete (and only they need scores)
+    assert hardest_negative(negatives, scores, kinds=("basic", "swaps")) == ("basic_1", "b1")
+    assert hardest_negative(negatives, {"swaps_0": 1.0}, kinds=("swaps",)) == ("swaps_0", "s0")
+    assert hardest_negative(negatives, scores, kinds=()) is None
+
+
+def test_hard_negs_ignore_rule_negatives_by_default():
+    doc = make_doc()
+    doc["negatives"]["base"]["rule_swap"] = ["floor a red box on"]
+    doc["clip_scores"]["base"]["rule_swap_0"] = 99.0  # scored highest: would win if it competed
+    runs = items_for_record(_record(doc), (400, 300), SdciConfig())
+    assert runs["hard"][0].negative == "a floor box red"
+    every = SdciConfig(hard_kinds=("basic", "layout", "swaps", "rule_swap"))
+    assert items_for_record(_record(doc), (400, 300), every)["hard"][0].negative == "floor a red box on"
 
 
 def _items(image: str, n: int) -> list[Item]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
+import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, TypeVar
 
@@ -68,13 +70,61 @@ class Ticker:
         self._progress.update(self._task, description=text)
 
 
+class LineTicker:
+    """A ``Ticker`` for logs: instead of a bar, a plain line on stderr at most every ``interval`` seconds
+    and when the stage completes (``stage: done/total (pct), rate/s, eta``)."""
+
+    def __init__(self, name: str, total: int | None, interval: float, clock: Callable[[], float] = time.monotonic):
+        self.name, self.total, self.interval, self.clock = name, total, interval, clock
+        self.done = 0
+        self.started = self.last = clock()
+
+    def __call__(self, n: int = 1) -> None:
+        self.done += n
+        now = self.clock()
+        finished = self.total is not None and self.done >= self.total
+        if finished or now - self.last >= self.interval:
+            self.last = now
+            print(self.line(now), file=sys.stderr, flush=True)
+
+    def line(self, now: float) -> str:
+        elapsed = max(now - self.started, 1e-9)
+        rate = self.done / elapsed
+        if self.total:
+            left = (self.total - self.done) / rate if rate else float("inf")
+            eta = f", eta {_clock(left)}" if self.done < self.total else f", took {_clock(elapsed)}"
+            return f"{self.name}: {self.done}/{self.total} ({100 * self.done / self.total:.0f}%), {rate:.1f}/s{eta}"
+        return f"{self.name}: {self.done}, {rate:.1f}/s, {_clock(elapsed)} elapsed"
+
+    def set_total(self, total: int) -> None:
+        self.total = total
+
+    def describe(self, text: str) -> None:
+        self.name = text
+
+
+def _clock(seconds: float) -> str:
+    if seconds == float("inf"):
+        return "?"
+    s = int(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+PROGRESS_INTERVAL_ENV = "DENSECAPTION_PROGRESS_INTERVAL"
+
+
 @contextmanager
 def progress_stages(enabled: bool = True) -> Iterator[Callable[[str, int | None], Ticker]]:
-    """Rich progress bars with rate and ETA on stderr, one per stage: yields ``stage(name, total)``.
-    Hidden when stderr is not a terminal or ``enabled`` is false (e.g. on non-main processes)."""
+    """Progress on stderr, one per stage: yields ``stage(name, total)``. On a terminal, rich bars with rate
+    and ETA; otherwise (output going to a log file) plain lines every 30 s (``DENSECAPTION_PROGRESS_INTERVAL``
+    seconds) and at each stage's end. Nothing when ``enabled`` is false (e.g. on non-main processes)."""
+    if enabled and not sys.stderr.isatty():
+        interval = float(os.environ.get(PROGRESS_INTERVAL_ENV, "30"))
+        yield lambda name, total=None: LineTicker(name, total, interval)
+        return
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
                         TimeElapsedColumn(), TimeRemainingColumn(), console=err_console(), transient=True,
-                        disable=not (enabled and sys.stderr.isatty()))
+                        disable=not enabled)
     with progress:
         yield lambda name, total=None: Ticker(progress, progress.add_task(name, total=total))
 

@@ -5,7 +5,8 @@ Protocol (docs/sdci-benchmark.md). Four sub-runs build their entries from the sa
 - ``all``: base + kept masks, first summary, negative ``swaps[0]`` -> All SCM, All Neg
 - ``pick5``: entries with at least 5 summaries, the first five (or a seeded sample) -> Pick5 SCM, Pick5 Neg
 - ``base``: the whole photo only -> Base Neg
-- ``hard``: base + kept masks, the negative with the highest stored ``clip_scores`` -> All Hard-Negs
+- ``hard``: base + kept masks, the negative of the chosen kinds (the paper's LLM kinds by default) with the
+  highest stored ``clip_scores`` -> All Hard-Negs
 
 Mode ``reference`` batches each sub-run as one flat list, 8 at a time, as the reference script does (a
 batch may mix two images' crops); mode ``image-group`` makes each image's own crops one batch, the SCM
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
 Mode = Literal["reference", "image-group"]
 MODES: tuple[str, ...] = ("reference", "image-group")
+LLM_NEGATIVE_KINDS: tuple[str, ...] = ("basic", "layout", "swaps")
 SUBRUNS = ("all", "pick5", "base", "hard")
 METRICS = ("all_scm", "all_neg", "pick5_scm", "pick5_neg", "base_neg", "all_hard_negs")
 PAPER_NAMES = {"all_scm": "All SCM", "all_neg": "All Neg", "pick5_scm": "Pick5 SCM", "pick5_neg": "Pick5 Neg",
@@ -63,6 +65,9 @@ class SdciConfig:
     pick: int = field(default=5, metadata=option("Summaries per Pick5 entry.", cli=False))
     negative_kind: str = field(default="swaps", metadata=option("Negative kind of the Neg tests.", cli=False))
     min_box: int = field(default=MIN_BOX, metadata=option("Smallest unpadded mask box side, px.", cli=False))
+    hard_kinds: tuple[str, ...] = field(default=LLM_NEGATIVE_KINDS, metadata=option(
+        "Negative kinds All Hard-Negs picks the hardest from (repeatable; default: the LLM kinds the paper "
+        "used, basic, layout and swaps, so rule-based negatives added later do not change the test)."))
 
     @property
     def entry_filter(self) -> EntryFilter:
@@ -118,7 +123,7 @@ def items_for_record(record: DCIImage, size: tuple[int, int], cfg: SdciConfig) -
             if len(e.summaries) >= cfg.pick:
                 chosen = rng.sample(e.summaries, cfg.pick) if rng else e.summaries[:cfg.pick]
                 out["pick5"].append(Item(record.file, e.key, crop, tuple(chosen), neg))
-        hard = hardest_negative(e.negatives, e.clip_scores or {})
+        hard = hardest_negative(e.negatives, e.clip_scores or {}, cfg.hard_kinds)
         if hard is not None:
             out["hard"].append(Item(record.file, e.key, crop, first, hard[1]))
     return out

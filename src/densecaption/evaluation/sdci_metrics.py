@@ -1,11 +1,11 @@
 """The sDCI scores as pure functions of score matrices (no models, no I/O).
 
-Definitions follow the DCI paper's section 4 and its reference script (spec: sdci-benchmark.md).
+Definitions follow the DCI paper's section 4 and its reference script (docs/sdci-benchmark.md).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Collection, Sequence
 
 import numpy as np
 
@@ -36,13 +36,16 @@ def neg_correct(positive_scores: Sequence[float], negative_score: float) -> bool
     return min(positive_scores) > negative_score
 
 
-def hardest_negative(negatives: dict[str, list[str]], clip_scores: dict[str, float]) -> tuple[str, str] | None:
+def hardest_negative(negatives: dict[str, list[str]], clip_scores: dict[str, float],
+                     kinds: Collection[str] | None = None) -> tuple[str, str] | None:
     """The negative with the highest stored score, as (name, text); None when a candidate has no score.
 
-    Candidates are every negative, kinds in the object's key order and each list in order, named
-    ``<kind>_<i>``; a stable ascending sort by score and the last wins, so on a tie the later one wins.
+    Candidates are the negatives of ``kinds`` (every kind when None), kinds in the object's key order and
+    each list in order, named ``<kind>_<i>``; a stable ascending sort by score and the last wins, so on a
+    tie the later one wins.
     """
-    candidates = [(f"{kind}_{i}", text) for kind, texts in negatives.items() for i, text in enumerate(texts)]
+    candidates = [(f"{kind}_{i}", text) for kind, texts in negatives.items() if kinds is None or kind in kinds
+                  for i, text in enumerate(texts)]
     if not candidates or any(name not in clip_scores for name, _ in candidates):
         return None
     return sorted(candidates, key=lambda c: clip_scores[c[0]])[-1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from densecaption.errors import DataError
 from densecaption.evaluation.benchmark import Benchmark, BenchmarkData, BenchmarkOutput, Metric, PublishedRow, \
     RunContext
 from densecaption.evaluation.sdci import METRICS, PAPER_NAMES, SdciConfig
@@ -47,6 +48,9 @@ class SDCI(Benchmark):
         store = FeatureStore(model, num_workers=context.workers, cache_dir=context.cache_dir)
         result = evaluate_sdci(data.handle, model, split=data.split, config=config, skip=context.skip, store=store,
                                progress=context.progress)
+        if not any(result.counts.values()):
+            raise DataError(f"{data.path}: no sDCI test has an entry in split {data.split!r}: "
+                            f"{_why_empty(data.handle, data.split)}")
         return BenchmarkOutput(result.metrics, result.counts, extra={
             "images": result.images, "encoded_images": result.encoded_images,
             "encoded_texts": result.encoded_texts})
@@ -54,4 +58,19 @@ class SDCI(Benchmark):
     def result_config(self, config: SdciConfig) -> dict[str, Any]:
         return {"batch_size": config.batch_size, "pick": config.pick, "pick_seed": config.pick_seed,
                 "negative": config.negative_kind, "min_box": config.min_box,
-                "drop_quality": sorted(config.drop_quality)}
+                "drop_quality": sorted(config.drop_quality), "hard_kinds": list(config.hard_kinds)}
+
+
+def _why_empty(dataset, split: str) -> str:
+    """Why no record entered a test: records missing what the tests read, counted."""
+    from densecaption.data.findings import SkipLog
+
+    records = list(dataset.iter_images(split, SkipLog()))
+    if not records:
+        return "the split has no readable records"
+    no_summaries = sum(1 for r in records if not r.summaries)
+    no_scores = sum(1 for r in records if r.clip_scores is None)
+    parts = [f"{n} of {len(records)} records have no {what}" for n, what in
+             ((no_summaries, "summaries"), (no_scores, "clip_scores")) if n]
+    hint = " (`densecaption data clip-scores` computes them)" if no_scores else ""
+    return ("; ".join(parts) + hint) if parts else "no entry has the negatives the tests need"
