@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from densecaption.cli import build_app
-from densecaption.reports.t2i import AVERAGED, PAPER_TABLE2, collect, heatmap, to_csv, to_markdown
+from densecaption.reports.t2i import AVERAGED, PAPER_TABLE2, collect, colorbar_ticks, heatmap, heatmap_figure, \
+    submask_axis, to_csv, to_markdown
 
 
 def caption_set(precision: float, submasks: int) -> dict:
@@ -86,6 +87,31 @@ def test_csv_long_form():
 def test_heatmap_png(tmp_path):
     path = heatmap(collect(grid_results()), tmp_path / "fig.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_colorbar_ticks_tell_close_scores_apart():
+    ticks, decimals = colorbar_ticks([0.31234, 0.31236, 0.31238])
+    assert ticks[0] == 0.31234 and ticks[-1] == pytest.approx(0.31238) and len(ticks) == 5
+    labels = [f"{t:.{decimals}f}" for t in ticks]
+    assert len(set(labels)) == 5 and decimals == 5  # four decimals would print 0.3123 or 0.3124 for all
+    ticks, decimals = colorbar_ticks([0.1, 0.9])
+    assert ticks == pytest.approx([0.1, 0.3, 0.5, 0.7, 0.9]) and decimals == 4
+    assert colorbar_ticks([0.5, 0.5]) == ([0.5], 4) and colorbar_ticks([]) == ([], 4)
+
+
+def test_heatmap_keeps_absent_submask_counts_and_marks_missing_cells():
+    import matplotlib.pyplot as plt
+
+    assert submask_axis({0, 3}) == [0, 1, 2, 3] and submask_axis(set()) == []
+    results = [r for r in grid_results() if r["lineage"]["caption_set"]["config"]["submasks"] == 0]
+    results += [result(c, 0.4, point=(1.0, 2)) for c in AVERAGED]  # K = 1 has no runs at all
+    results += [result(c, 0.4, point=(0.0, 2)) for c in AVERAGED[:3]]  # 3 of 5 categories
+    fig = heatmap_figure(collect(results))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "2"]
+    texts = [t.get_text() for t in ax.texts]
+    assert texts.count("no runs") == 2 and texts.count("3/5 categories") == 1
+    plt.close(fig)
 
 
 def test_cli_report_t2i(tmp_path):

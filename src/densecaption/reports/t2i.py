@@ -213,8 +213,21 @@ def to_csv(cells: list[Cell]) -> str:
 
 
 def heatmap(cells: list[Cell], path: Path | str) -> Path:
+    """Figure 1 drawn to a PNG (see ``heatmap_figure``)."""
+    import matplotlib.pyplot as plt
+
+    fig = heatmap_figure(cells)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def heatmap_figure(cells: list[Cell]):
     """Figure 1: the five-category average over precision (rows) x submasks (columns), one panel per model.
-    Titles say when the weights behind the numbers are random."""
+    Titles say when the weights behind the numbers are random; a grid point without an average is hatched
+    and says why (no runs, or how many of the five categories it has)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -233,17 +246,27 @@ def heatmap(cells: list[Cell], path: Path | str) -> Path:
     fig, axes = plt.subplots(1, len(by_model), figsize=(4.6 * len(by_model), 4.2), squeeze=False)
     for ax, (model, group) in zip(axes[0], by_model.items()):
         precisions = sorted({c.point[0] for c in group}, reverse=True)
-        submasks = sorted({c.point[1] for c in group})
-        at = {c.point: c.average() for c in group}
+        submasks = submask_axis({c.point[1] for c in group})
+        by_point = {c.point: c for c in group}
+        at = {point: cell.average() for point, cell in by_point.items()}
         grid = np.array([[at.get((p, k)) if at.get((p, k)) is not None else np.nan for k in submasks]
                          for p in precisions], dtype=float)
-        image = ax.imshow(grid, cmap="viridis", aspect="auto")
-        for i in range(len(precisions)):
-            for j in range(len(submasks)):
+        ticks, decimals = colorbar_ticks(grid[~np.isnan(grid)].tolist())
+        image = ax.imshow(grid, cmap="viridis", aspect="auto",
+                          vmin=ticks[0] if ticks else None, vmax=ticks[-1] if ticks else None)
+        for i, p in enumerate(precisions):
+            for j, k in enumerate(submasks):
                 if not np.isnan(grid[i, j]):
                     light = image.norm(grid[i, j]) > 0.6  # dark text on the light end of viridis
-                    ax.text(j, i, f"{grid[i, j]:.4f}", ha="center", va="center", fontsize=8,
+                    ax.text(j, i, f"{grid[i, j]:.{max(4, decimals)}f}", ha="center", va="center", fontsize=8,
                             color="black" if light else "white")
+                else:
+                    cell = by_point.get((p, k))
+                    have = sum(1 for c in AVERAGED if cell is not None and cell.score(c) is not None)
+                    ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="0.9", hatch="//",
+                                               edgecolor="0.6", linewidth=0))
+                    ax.text(j, i, "no runs" if have == 0 else f"{have}/5 categories", ha="center", va="center",
+                            fontsize=7, color="0.25")
         ax.set_xticks(range(len(submasks)), [str(k) for k in submasks])
         ax.set_yticks(range(len(precisions)), [_pct(p) for p in precisions])
         ax.set_xlabel("Number of submasks (recall)")
@@ -251,10 +274,29 @@ def heatmap(cells: list[Cell], path: Path | str) -> Path:
         weights = {w for c in group for w in c.weights}
         note = " - RANDOM WEIGHTS" if "random" in weights else " - weights unknown" if "unknown" in weights else ""
         ax.set_title(f"{Path(model).name or model}{note}\nT2I-CompBench average of 5", fontsize=9)
-        fig.colorbar(image, ax=ax, shrink=0.8, format="%.4f")
+        bar = fig.colorbar(image, ax=ax, shrink=0.8, ticks=ticks or None)
+        if ticks:
+            bar.ax.set_yticklabels([f"{t:.{decimals}f}" for t in ticks])
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return fig
+
+
+def submask_axis(present: set[int]) -> list[int]:
+    """Every submask count from the smallest to the largest present, so a count without runs keeps its
+    column (drawn as missing) instead of vanishing from the axis."""
+    return list(range(min(present), max(present) + 1)) if present else []
+
+
+def colorbar_ticks(values: list[float], most: int = 5) -> tuple[list[float], int]:
+    """Colour-bar ticks spanning ``values`` and the fewest decimals (at least 4, at most 10) that print
+    every tick differently, so scores that differ only in the fifth decimal get distinct labels."""
+    if not values:
+        return [], 4
+    low, high = min(values), max(values)
+    if low == high:
+        return [low], 4
+    ticks = [low + (high - low) * i / (most - 1) for i in range(most)]
+    for decimals in range(4, 11):
+        if len({f"{t:.{decimals}f}" for t in ticks}) == len(ticks):
+            return ticks, decimals
+    return ticks, 10
