@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/generation_bench.py [--latency 0.05] [--items 128] [--concurrency 1 8 32]
 
 Each run goes the whole real path: the openai: backend over httpx to an OpenAI-compatible server on
-127.0.0.1 (``generation.fake_server``, answering after ``--latency`` seconds), through the job runner with
+127.0.0.1 (``benchmarks/fake_server.py``, answering after ``--latency`` seconds), through the job runner with
 its append-only log. With a server that answers in constant time, throughput should grow almost linearly
 with concurrency until the client or the server runs out of threads; the table shows items per second, the
 speed-up over one request at a time, and the share of the ideal (concurrency / latency) reached.
@@ -17,10 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "src"), str(Path(__file__).resolve().parents[1])]
 
+from benchmarks.fake_server import FakeChatServer  # noqa: E402
 from densecaption.generation.backends import BackendOptions, load_backend  # noqa: E402
-from densecaption.generation.fake_server import FakeChatServer  # noqa: E402
 from densecaption.generation.jobs import Job, JobLog, JobRunner, RunnerConfig  # noqa: E402
 
 

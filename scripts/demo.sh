@@ -9,6 +9,9 @@ mkdir -p "$OUT"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
+step "0. What is registered at each plug-in point (model backends, benchmarks, families, ...)"
+$DC ls
+
 step "1. Validate the bundled sample (official DCI layout)"
 $DC data validate sample
 
@@ -79,7 +82,18 @@ $DC train clip --data sample --model "open_clip:local-dir:$OUT/tiny-clip" --out 
   --captions pick1 --batching imggroup --epochs 2 --batch-size 8 --lr 1e-3
 $DC bench sdci --data sample --model "open_clip:local-dir:$OUT/tiny-clip" --lora "$OUT/train-clip/adapter" \
   --out "$OUT/results"
-$DC report sdci "$OUT/results"
+$DC report sdci "$OUT/results" --paper
+
+step "11b. The same benchmark through the Python API"
+.venv/bin/python - "$OUT" <<'PY'
+import sys
+import densecaption as dc
+
+out = sys.argv[1]
+result = dc.evaluate("sdci", f"open_clip:local-dir:{out}/tiny-clip", dc.load_dci("sample"), device="cpu")
+print(f"sdci via densecaption.evaluate: All SCM {result.metrics['all_scm']:.2f} over "
+      f"{result.counts['all_scm']} entries (weights: {result.weights})")
+PY
 
 step "12. Text-to-image: LoRA on two caption sets, images on T2I-CompBench prompts, scores, Table 2 (all tiny random)"
 # Prompts: the first two of each official file when ../shared/data is beside the clone, else our own examples.

@@ -11,7 +11,7 @@ import hashlib
 import re
 from typing import Any
 
-from densecaption.generation.fake_server import last_user_text
+from benchmarks.fake_server import last_user_text
 from densecaption.generation.negatives import PROMPTS
 from densecaption.generation.summaries import FIRST_IMAGE, FIRST_REGION, MULTI, SHORTEN_A_LITTLE, SHORTEN_MORE
 

@@ -76,6 +76,8 @@ def test_runs_on_a_mini_set_and_reports(name, tiny_model, tmp_path):
     cli = runner.invoke(build_app(), ["bench", name, "--data", data, "--model", tiny_model, "--device", "cpu",
                                       "--out", str(tmp_path / "cli")])
     assert cli.exit_code == 0, cli.output
+    from_cli = read_results([tmp_path / "cli"], task=name)[0]  # the CLI's defaults are the API's
+    assert from_cli["metrics"] == result.to_dict()["metrics"] and from_cli["config"] == result.config
     report = runner.invoke(build_app(), ["report", name, str(tmp_path / "cli"), "--paper"])
     assert report.exit_code == 0, report.output
     lines = report.output.strip().splitlines()

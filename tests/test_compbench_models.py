@@ -98,7 +98,8 @@ def test_detector_specs():
     assert DetectorSpec.parse("owlv2:google/owlv2-base-patch16-ensemble") == DetectorSpec(
         "owlv2", "google/owlv2-base-patch16-ensemble")
     assert DetectorSpec.parse("opencv-haar") == DetectorSpec("opencv-haar", "")
-    for bad, message in (("yolo:x", "unknown kind"), ("owlvit", "hub id or folder"), ("opencv-haar:x", "no model")):
+    for bad, message in (("yolo:x", r"unknown detector kind 'yolo' \(known: .*opencv-haar"),
+                         ("owlvit", "hub id or folder"), ("opencv-haar:x", "no model")):
         with pytest.raises(UserError, match=message):
             DetectorSpec.parse(bad)
 

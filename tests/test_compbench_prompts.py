@@ -40,7 +40,7 @@ def test_prompt_file_resolution(tmp_path):
 def test_categories():
     assert list(CATEGORIES) == ["color", "shape", "texture", "spatial", "non_spatial", "complex", "numeracy",
                                 "3d_spatial"]
-    assert CATEGORIES["3d_spatial"].scorers == () and CATEGORIES["complex"].scorers == ("3-in-1",)
+    assert CATEGORIES.get("3d_spatial").scorers == () and CATEGORIES.get("complex").scorers == ("3-in-1",)
 
 
 def test_official_val_files_have_300_prompts():

@@ -255,6 +255,6 @@ def test_cli(tmp_path, models):
     assert (out / "t2i-compbench_tiny-gen_color_blip-vqa.json").is_file()
     assert "kept" in CliRunner().invoke(app, args).output
     bad = CliRunner().invoke(app, ["compbench", "--images", str(gen), "--out", str(out), "--detector", "yolo:x"])
-    assert bad.exit_code == 2 and "unknown kind" in bad.output and "Traceback" not in bad.output
+    assert bad.exit_code == 2 and "unknown detector kind 'yolo'" in bad.output and "Traceback" not in bad.output
     help_text = CliRunner().invoke(app, ["compbench", "--help"]).output
     assert "opencv-haar" in help_text and "3-in-1" in help_text

@@ -16,10 +16,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from benchmarks.fake_server import FakeChatServer, FakeReply
 from densecaption.cli import build_app
 from densecaption.data.dci import DCIDataset
 from densecaption.data.sample import sample_root
-from densecaption.generation.fake_server import FakeChatServer, FakeReply
 from densecaption.generation.jobs import read_log
 from densecaption.tokens import ClipTokenCounter
 from densecaption.generation.summaries import FIRST_IMAGE, FIRST_REGION

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from benchmarks.fake_server import FakeChatServer, FakeReply
 from densecaption.errors import UserError
 from densecaption.generation.backends import BackendOptions, load_backend
-from densecaption.generation.fake_server import FakeChatServer, FakeReply
 from densecaption.generation.jobs import (Job, JobFailed, JobLog, JobRecord, JobRunner, RetryPolicy, RunnerConfig,
                                           derive_seed, read_log)
 from tests.generation_fakes import fake_llm

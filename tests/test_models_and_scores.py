@@ -31,8 +31,10 @@ def test_spec_parsing():
     assert ModelSpec.parse("open_clip:ViT-B-32:openai").target == "ViT-B-32:openai"
     with pytest.raises(UserError, match="PREFIX:TARGET"):
         ModelSpec.parse("ViT-B-32")
-    with pytest.raises(UserError, match="unknown prefix"):
+    with pytest.raises(UserError, match=r"'nope:thing': unknown model backend 'nope' \(known: open_clip, hf, lm\)"):
         load_model("nope:thing")
+    with pytest.raises(UserError, match="unknown model backend 'open-clip'; did you mean 'open_clip'"):
+        load_model("open-clip:ViT-B-32")
 
 
 def test_unknown_arch_and_unloadable_weights_are_user_errors(tmp_path):

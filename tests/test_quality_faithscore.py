@@ -10,9 +10,9 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
+from benchmarks.fake_server import FakeChatServer, FakeReply, last_user_text
 from densecaption.cli import quality
 from densecaption.data.sample import sample_root
-from densecaption.generation.fake_server import FakeChatServer, FakeReply, last_user_text
 from densecaption.generation.jobs import read_log
 from densecaption.quality.faithscore import (CLASSIFY, DECOMPOSE, ParsedFact, aggregate, caption_scores,
                                              parse_facts, parse_labels, parse_verdict, split_subsentences)

@@ -185,3 +185,21 @@ def test_data_without_clip_scores_is_explained_and_fails(tiny, tmp_path):
     assert "no sDCI test has an entry" in result.output and "2 of 2 records have no clip_scores" in result.output
     assert "data clip-scores" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_hard_kinds_option_reaches_the_result(tiny, tmp_path):
+    from tests.conftest import make_doc, write_dataset
+
+    doc = make_doc()
+    doc["negatives"]["base"]["rule_swap"] = ["floor a red box on"]
+    doc["clip_scores"]["base"]["rule_swap_0"] = 99.0
+    data = str(write_dataset(tmp_path / "d", {"1-data.json": doc}))
+    runner = CliRunner()
+    for extra, folder in (([], "default"), (["--hard-kinds", "rule_swap"], "rules")):
+        result = runner.invoke(build_app(), ["bench", "sdci", "--data", data, "--model", tiny, "--device", "cpu",
+                                             "--out", str(tmp_path / folder), *extra])
+        assert result.exit_code == 0, result.output
+    default = read_results([tmp_path / "default"])[0]
+    rules = read_results([tmp_path / "rules"])[0]
+    assert default["config"]["hard_kinds"] == ["basic", "layout", "swaps"] and rules["config"]["hard_kinds"] == ["rule_swap"]
+    assert default["counts"]["all_hard_negs"] == 2 and rules["counts"]["all_hard_negs"] == 1  # only base has one

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from densecaption.cli import build_app
 from densecaption.errors import UserError
 from densecaption.models.weights import MARKER
-from densecaption.t2i.pipelines import FAMILIES, LORA_KIND, LORA_RECORD, init_random_pipeline, load_pipeline, \
-    resolve_model
+from densecaption.t2i.families import FAMILIES, families
+from densecaption.t2i.pipelines import LORA_KIND, LORA_RECORD, init_random_pipeline, load_pipeline, resolve_model
 
 
 @pytest.fixture(autouse=True)
@@ -33,12 +33,13 @@ def random_models(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_family_names_resolve_to_their_hub_checkpoints():
-    for name, family in FAMILIES.items():
+    for family in families():
+        name = family.name
         resolved = resolve_model(name)
         assert resolved.family is family and resolved.source == family.hub_id and resolved.weights == "pretrained"
         assert resolve_model(family.hub_id).family is family
-    assert FAMILIES["pixart-alpha"].max_text_length == 120 and FAMILIES["sd21"].max_text_length == 77
-    assert FAMILIES["pixart-alpha"].lora_targets[:4] == ("to_k", "to_q", "to_v", "to_out.0")
+    assert FAMILIES.get("pixart-alpha").max_text_length == 120 and FAMILIES.get("sd21").max_text_length == 77
+    assert FAMILIES.get("pixart-alpha").lora_targets[:4] == ("to_k", "to_q", "to_v", "to_out.0")
 
 
 def test_bad_specs_are_clear_errors(tmp_path):
@@ -54,8 +55,10 @@ def test_bad_specs_are_clear_errors(tmp_path):
         resolve_model(str(tmp_path / "file.txt"))
     with pytest.raises(UserError, match="cannot read the hub model"):
         resolve_model("someone/unknown-pipeline")
-    with pytest.raises(UserError, match="no such text-to-image family"):
+    with pytest.raises(UserError, match=r"unknown text-to-image family 'dalle' \(known: pixart-alpha, sd21, sdxl\)"):
         init_random_pipeline("dalle", tmp_path / "x")
+    with pytest.raises(UserError, match="unknown text-to-image family 'sd-21'; did you mean 'sd21'"):
+        init_random_pipeline("sd-21", tmp_path / "x")
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
@@ -67,7 +70,7 @@ def test_random_pipeline_loads_back_and_generates(random_models, family):
     assert resolved.family.name == family and resolved.weights == "random"
     assert resolved.source == str(folder.resolve())
     pipe.set_progress_bar_config(disable=True)
-    kwargs = dict(FAMILIES[family].exact_size_kwargs)
+    kwargs = dict(FAMILIES.get(family).exact_size_kwargs)
     if family == "pixart-alpha":
         kwargs["clean_caption"] = False
     images = [pipe("a red cat on a wooden table", num_inference_steps=2, height=64, width=64, output_type="np",
@@ -107,4 +110,4 @@ def test_models_init_random_diffusers_cli(tmp_path):
     assert f"--model {out}" in result.output and (out / "model_index.json").is_file()
     bad = CliRunner().invoke(build_app(), ["models", "init-random", "dalle", str(tmp_path / "x"), "--backend",
                                            "diffusers"])
-    assert bad.exit_code == 2 and "no such text-to-image family" in bad.output
+    assert bad.exit_code == 2 and "unknown text-to-image family 'dalle'" in bad.output

@@ -25,8 +25,9 @@ from densecaption.cli import build_app
 from densecaption.data.dci import DCIDataset
 from densecaption.data.findings import SkipLog
 from densecaption.errors import UserError
-from densecaption.t2i.pipelines import FAMILIES, LORA_KIND, LORA_RECORD, init_random_pipeline, load_pipeline
-from densecaption.training import t2i as t2i_training
+from densecaption.t2i import pipelines
+from densecaption.t2i.families import FAMILIES
+from densecaption.t2i.pipelines import LORA_KIND, LORA_RECORD, init_random_pipeline, load_pipeline
 from densecaption.training.t2i import CHECKPOINT_LORA, TrainT2IConfig, train_t2i
 from densecaption.training.t2i_data import pipeline_tokenizer, read_captions, truncation_report
 
@@ -69,7 +70,7 @@ def log_of(out: Path) -> list[dict]:
 
 def generate(pipe, family: str) -> np.ndarray:
     pipe.set_progress_bar_config(disable=True)
-    kwargs = dict(FAMILIES[family].exact_size_kwargs)
+    kwargs = dict(FAMILIES.get(family).exact_size_kwargs)
     if family == "pixart-alpha":
         kwargs["clean_caption"] = False
     return pipe("a cat on a table", num_inference_steps=2, height=64, width=64, output_type="np",
@@ -92,7 +93,7 @@ def test_trains_on_a_caption_set_and_the_lora_loads_back(caption_set, models, tm
 
     assert record["caption_set_manifest_sha256"] == hashlib.sha256(manifest_bytes).hexdigest()
     assert record["epochs"] == 1 and record["steps"] == 2  # 3 images, batch 2
-    assert record["config"]["max_text_length"] == FAMILIES[family].max_text_length
+    assert record["config"]["max_text_length"] == FAMILIES.get(family).max_text_length
     assert record["config"]["resolution"] == 64
     assert record["truncation"] == json.loads((out / "truncation.json").read_text())
     assert record["truncation"]["parts_from"] == "captions.jsonl" and record["truncation"]["used"]["captions"] == 3
@@ -105,8 +106,8 @@ def test_trains_on_a_caption_set_and_the_lora_loads_back(caption_set, models, tm
 
     base, _ = load_pipeline(models[family])
     tuned, resolved = load_pipeline(models[family], lora=lora)
-    denoiser = getattr(tuned, FAMILIES[family].denoiser)
-    adapter = "densecaption" if FAMILIES[family].lora_format == "diffusers" else "default"
+    denoiser = getattr(tuned, FAMILIES.get(family).denoiser)
+    adapter = "densecaption" if FAMILIES.get(family).lora_format == "diffusers" else "default"
     loaded = get_peft_model_state_dict(denoiser, adapter_name=adapter)
     trained = load_file(str(next((out / "checkpoints").glob("step-*")) / CHECKPOINT_LORA))
     assert loaded.keys() == trained.keys() and all(torch.equal(loaded[k], trained[k]) for k in trained)
@@ -197,13 +198,20 @@ def test_truncation_counts_match_hand_computed_ones(models, tmp_path):
 
 def test_texts_are_encoded_once_per_unique_caption(models, tmp_path, monkeypatch):
     seen: list[str] = []
-    entry = t2i_training.FAMILY_TRAINING["sd21"]
+    resolve = pipelines.resolve_model
 
-    def counting(pipe, texts, *args):
-        seen.extend(texts)
-        return entry.encode(pipe, texts, *args)
+    def counting_family(spec: str):
+        """The model resolved as usual, its family's text encoding counting the texts it is given."""
+        resolved = resolve(spec)
+        training = resolved.family.training
 
-    monkeypatch.setitem(t2i_training.FAMILY_TRAINING, "sd21", replace(entry, encode=counting))
+        def counting(pipe, texts, *args):
+            seen.extend(texts)
+            return training.encode(pipe, texts, *args)
+
+        return replace(resolved, family=replace(resolved.family, training=replace(training, encode=counting)))
+
+    monkeypatch.setattr(pipelines, "resolve_model", counting_family)
     captions = constructed_set(tmp_path / "set")
     out = tmp_path / "run"
     train_t2i(small(captions, models["sd21"], out, batch_size=4, text_batch_size=2))

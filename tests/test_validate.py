@@ -173,3 +173,49 @@ def test_cli_bad_path_is_one_line_not_a_traceback(tmp_path):
     result = CliRunner().invoke(build_app(), ["data", "validate", str(tmp_path / "missing")])
     assert result.exit_code == 2
     assert "Traceback" not in result.output and "no such folder" in result.output
+
+
+# ------------------------------------------------------------------------------------ every error of a file
+def _many_errors() -> dict:
+    """Errors of every kind at once: a missing field, a mistyped mask field, a missing parent, a broken PNG
+    in a mask that is fine otherwise and in one with other errors, plus a dropped child (a warning)."""
+    doc = _del(make_doc(), ("short_caption",))
+    _set(doc, ("mask_data", "2", "area"), 1.5)
+    _set(doc, ("mask_data", "2", "label"), 7)
+    _set(doc, ("mask_data", "2", "outer_mask"), "!!! not base64")
+    _set(doc, ("mask_data", "3", "parent"), 42)
+    _set(doc, ("mask_data", "3", "outer_mask"), base64.b64encode(b"nope").decode())
+    _set(doc, ("mask_data", "1", "requirements"), [2, 17])
+    _set(doc, ("summaries", "m-2-sc"), ["the lid"])  # names mask 2, which exists though it has errors
+    return doc
+
+
+MANY_ERRORS = [
+    ("error", "/short_caption"),
+    ("error", "/mask_data/2/area"),
+    ("error", "/mask_data/2/label"),
+    ("warning", "/mask_data/1/requirements"),
+    ("error", "/mask_data/3/parent"),
+    ("error", "/mask_data/2/outer_mask"),
+    ("error", "/mask_data/3/outer_mask"),
+]
+
+
+def test_every_error_of_a_file_is_reported(tmp_path):
+    report, found = _findings(tmp_path, _many_errors())
+    assert found == MANY_ERRORS, [str(f) for f in report.findings]
+
+
+def test_findings_keep_file_then_document_order(tmp_path):
+    write_dataset(tmp_path, {"2-data.json": _many_errors(), "1-data.json": _many_errors()})
+    report = validate_dataset(tmp_path)
+    got = [(f.file, f.severity, f.pointer) for f in report.findings]
+    assert got == [(f"complete/{n}-data.json", *f) for n in (1, 2) for f in MANY_ERRORS]
+    assert validate_dataset(tmp_path).findings == report.findings
+
+
+def test_broken_png_reasons_are_short_and_clear(tmp_path):
+    report, _ = _findings(tmp_path, _many_errors())
+    reasons = {f.pointer: f.reason for f in report.findings}
+    assert reasons["/mask_data/2/outer_mask"].startswith("mask PNG does not decode: not base64")
+    assert reasons["/mask_data/3/outer_mask"] == "mask PNG does not decode: the bytes are not an image"

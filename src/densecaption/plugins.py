@@ -9,23 +9,27 @@ from __future__ import annotations
 from densecaption.registry import Registry
 
 
+# group -> (registry target, summary)
+_GROUPS: dict[str, tuple[str, str]] = {
+    "models": ("densecaption.models.registry:BACKENDS",
+               "image-text model backends (the PREFIX of a model spec string)"),
+    "benchmarks": ("densecaption.evaluation.benchmarks:BENCHMARKS",
+                   "benchmarks run by `bench TASK` and merged by `report TASK`"),
+    "families": ("densecaption.t2i.families:FAMILIES", "text-to-image model families (train t2i, t2i generate)"),
+    "detectors": ("densecaption.evaluation.compbench.models:DETECTORS",
+                  "object detectors for T2I-CompBench's spatial and numeracy scoring"),
+    "generators": ("densecaption.generation.backends:GENERATORS",
+                   "text generation backends (generate, caption, quality precision)"),
+    "scorers": ("densecaption.evaluation.compbench.scorers:SCORERS", "T2I-CompBench scorers"),
+    "categories": ("densecaption.evaluation.compbench.prompts:CATEGORIES", "T2I-CompBench prompt categories"),
+    "random-models": ("densecaption.models.random_init:RANDOM_MODELS",
+                      "random-initialised models that `models init-random` writes"),
+}
+
+
 def plugin_points() -> Registry[Registry]:
     """Group name -> the registry it lists (each imported only when listed)."""
     points: Registry[Registry] = Registry("plug-in group")
-    points.register("models", "densecaption.models.registry:BACKENDS",
-                    summary="image-text model backends (the PREFIX of a model spec string)")
-    points.register("benchmarks", "densecaption.evaluation.benchmarks:BENCHMARKS",
-                    summary="benchmarks run by `bench TASK` and merged by `report TASK`")
-    points.register("families", "densecaption.t2i.families:FAMILIES",
-                    summary="text-to-image model families (train t2i, t2i generate)")
-    points.register("detectors", "densecaption.evaluation.compbench.models:DETECTORS",
-                    summary="object detectors for T2I-CompBench's spatial scoring")
-    points.register("generators", "densecaption.generation.backends:GENERATORS",
-                    summary="text generation backends (generate, caption, quality precision)")
-    points.register("scorers", "densecaption.evaluation.compbench.scorers:SCORERS",
-                    summary="T2I-CompBench scorers")
-    points.register("categories", "densecaption.evaluation.compbench.prompts:CATEGORIES",
-                    summary="T2I-CompBench prompt categories")
-    points.register("random-models", "densecaption.models.random_init:RANDOM_MODELS",
-                    summary="random-initialised models that `models init-random` writes")
+    for name, (target, summary) in _GROUPS.items():
+        points.register(name, target, summary=summary)
     return points

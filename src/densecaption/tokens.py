@@ -1,4 +1,4 @@
-"""CLIP token counting as the project defines it (interfaces.md): ``len(input_ids)`` of the CLIP BPE
+"""CLIP token counting as the project defines it (docs/interfaces.md): ``len(input_ids)`` of the CLIP BPE
 tokenizer with the start and end tokens, no truncation. "Fits 77" means a count of at most 77."""
 
 from __future__ import annotations

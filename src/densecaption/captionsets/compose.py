@@ -18,9 +18,7 @@ which uses one generator for the whole set) and the same seed gives byte-identic
 
 from __future__ import annotations
 
-import hashlib
 import math
-import random
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -29,6 +27,7 @@ from typing import Any, Literal
 
 from densecaption.data.schema import BASE_KEY, NEGATIVE_KINDS, DCIImage, Entry
 from densecaption.errors import DataError, UserError
+from densecaption.seeding import rng_for
 
 Mode = Literal["exact", "bernoulli"]
 NegativeKind = Literal["swaps", "basic", "layout", "any"]
@@ -231,12 +230,6 @@ def _spread(values: Sequence[float]) -> dict[str, float | None]:
 def join_parts(texts: Iterable[str]) -> str:
     """Parts joined by one space (upstream's join), each stripped."""
     return " ".join(t.strip() for t in texts)
-
-
-# --------------------------------------------------------------------------------------------- randomness
-def rng_for(seed: int, purpose: str, *names: object) -> random.Random:
-    digest = hashlib.sha256("\x00".join([str(int(seed)), purpose, *map(str, names)]).encode("utf-8")).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
 
 
 def round_half_up(x: Fraction) -> int:

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from densecaption.captionsets.compose import CaptionSet
-from densecaption.data.dci import atomic_write_text
 from densecaption.errors import UserError
 from densecaption.evaluation.results import versions
+from densecaption.files import atomic_write, atomic_write_text
 
 FORMATS = ("folder", "parquet", "jsonl")
 MANIFEST = "manifest.json"
@@ -105,9 +105,7 @@ def write_set(cset: CaptionSet, out: Path | str, formats: Sequence[str], *, data
             "part_keys": datasets.Sequence(datasets.Value("string")),
             "part_sources": datasets.Sequence(datasets.Value("string"))})
         table = datasets.Dataset.from_list(rows, features=features)
-        tmp = out / f".{PARQUET}.tmp"
-        table.to_parquet(str(tmp))
-        os.replace(tmp, out / PARQUET)
+        atomic_write(out / PARQUET, lambda tmp: table.to_parquet(str(tmp)))
         files["parquet"] = PARQUET
     if "jsonl" in formats:
         lines = [json.dumps({**c.to_dict(), "image": image_of.get(c.image_id, c.photo_path)}, ensure_ascii=False)

@@ -1,6 +1,6 @@
 """Token report of a caption set: CLIP tokens, and any tokenizer the user names with a length.
 
-Counts follow interfaces.md: the tokenizer's own ``input_ids`` of the text, special tokens included, no
+Counts follow docs/interfaces.md: the tokenizer's own ``input_ids`` of the text, special tokens included, no
 truncation. With a limit L a caption is *truncated* when its count exceeds L. Truncation to L tokens keeps
 the tokenizer's special tokens, so L - s content tokens survive (s = special tokens of an empty text: 2 for
 CLIP, 1 for T5). A part is *cut* when its last token is not among them, i.e. when the content tokens of

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from densecaption.cli import bench, caption, compose, data, generate, models, quality, report, t2i, train
+from densecaption.cli import bench, caption, compose, data, generate, ls, models, quality, report, t2i, train
 
 
 def build_app() -> typer.Typer:
@@ -21,6 +21,7 @@ def build_app() -> typer.Typer:
     app.add_typer(quality.app, name="quality")
     app.add_typer(train.app, name="train")
     app.add_typer(t2i.app, name="t2i")
+    app.command("ls")(ls.ls)
     return app
 
 

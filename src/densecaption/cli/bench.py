@@ -71,7 +71,7 @@ def _common_parameters(benchmark) -> tuple[list[inspect.Parameter], list[inspect
                                  annotation=Annotated[kind, typer.Option(help=text)])
 
     head = [opt("data", str, inspect.Parameter.empty, benchmark.data_help),
-            opt("model", str, "open_clip:ViT-B-32:openai", f"Model spec: {model_spec_help()}."),
+            opt("model", str, "open_clip:ViT-B-32:openai", f"Model spec: {escape(model_spec_help())}."),
             opt("lora", Optional[str], None, "A peft LoRA adapter folder to apply.")]
     if benchmark.uses_splits:
         head.append(opt("split", str, benchmark.default_split, "Split of the data to evaluate."))
@@ -91,8 +91,11 @@ def bench_command(benchmark) -> Callable[..., None]:
 
     def command(**kwargs: Any) -> None:
         config = {k: kwargs.pop(k) for k in [p.name for p in config_params]}
-        for name in repeated:
-            config[name] = tuple(config[name] or ())
+        for name in repeated:  # a repeatable option not given keeps the field's default
+            if config[name] is None:
+                del config[name]
+            else:
+                config[name] = tuple(config[name])
         run_and_report(benchmark, config, **kwargs)
 
     command.__name__ = benchmark.name

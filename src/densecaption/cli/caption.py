@@ -6,20 +6,22 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from densecaption.cli._common import guarded, out_console
 from densecaption.cli._jobs import (ApiKeyEnv, Concurrency, Device, JobOptions, LogPath, MaxFailures, MaxRetries,
                                     Restart, RetryFailed, Seed, Strict, Temperature, Timeout, decoding_settings,
                                     finish, job_progress)
 from densecaption.errors import UserError
+from densecaption.generation.backends import generator_spec_help
 from densecaption.generation.captions import DEFAULT_PROMPT
 
 
 @guarded
 def caption(
     images: Annotated[Path, typer.Option(help="Folder of images (jpg, png, webp, ...).")],
-    vlm: Annotated[str, typer.Option(help="The vision-language model: openai:BASE_URL#MODEL (a server that takes "
-                                          "images) or hf:ID_OR_DIR (an image-text-to-text model).")],
+    vlm: Annotated[str, typer.Option(help=f"The vision-language model, one that takes images: "
+                                          f"{escape(generator_spec_help())} (a local image-text-to-text model).")],
     out: Annotated[Path, typer.Option(help="JSONL file to write: one line per captioned image.")],
     prompt: Annotated[str, typer.Option(help="What the model is asked about each image.")] = DEFAULT_PROMPT,
     max_tokens: Annotated[int, typer.Option(help="New tokens per caption (the model's tokens).")] = 77,

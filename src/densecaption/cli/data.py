@@ -97,20 +97,23 @@ def stats(
 def show(
     path: PathArg,
     image: Annotated[str, typer.Argument(help="The record: annotation file name or id, or photo file name.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write, or an existing folder to write "
+                                                          "<record id>.png into.")],
     min_box: Annotated[int, typer.Option(help="Draw only masks whose box is at least this many px.")] = 0,
 ):
     """Draw one annotation: the photo with mask outlines, labels and the caption.
 
-    Outlines are solid for good masks, dashed for low-quality (label-only) and dotted for bad ones.
+    Outlines are solid for good masks, dashed for low-quality (label-only) and dotted for bad ones; each
+    runs just inside its mask, so masks that share an edge keep separate lines. Labels never cover one
+    another: those with no room near their mask go beside the photo with a line to it.
     """
     from densecaption.data.dci import DCIDataset
     from densecaption.data.show import render_annotation
 
     dataset = DCIDataset.open(path)
     record = dataset.read(dataset.find(image))
-    render_annotation(record, out, min_box=min_box)
-    out_console().print(f"wrote {out}")
+    written = render_annotation(record, out, min_box=min_box)
+    out_console().print(f"wrote {written}", highlight=False)
 
 
 @app.command()

@@ -14,6 +14,7 @@ from densecaption.cli._jobs import (ApiKeyEnv, Concurrency, Device, JobOptions, 
                                     Restart, RetryFailed, Seed, Strict, Temperature, Timeout, decoding_settings,
                                     finish, job_progress)
 from densecaption.errors import DataError, UserError
+from densecaption.generation.backends import generator_spec_help
 
 app = typer.Typer(help="Generate sDCI text with a language model: summaries and negatives.", no_args_is_help=True)
 
@@ -62,8 +63,7 @@ def _by_file(outputs: dict[str, Any]) -> dict[str, dict[tuple[str, ...], Any]]:
 @guarded
 def summaries(
     data: Data,
-    llm: Annotated[str, typer.Option(help="The language model: openai:BASE_URL#MODEL, or hf:ID_OR_DIR with "
-                                              "#gguf=FILE for a GGUF file.")],
+    llm: Annotated[str, typer.Option(help=f"The language model: {escape(generator_spec_help())}.")],
     out: Out = None,
     in_place: InPlace = False,
     split: Split = None,
@@ -128,8 +128,8 @@ def summaries(
 @guarded
 def negatives(
     data: Data,
-    llm: Annotated[Optional[str], typer.Option(help="The language model for the LLM kinds: openai:BASE_URL#MODEL "
-                                                    "or hf:ID_OR_DIR, with #gguf=FILE for a GGUF file.")] = None,
+    llm: Annotated[Optional[str], typer.Option(help=f"The language model for the LLM kinds: "
+                                                    f"{escape(generator_spec_help())}.")] = None,
     out: Out = None,
     in_place: InPlace = False,
     kinds: Annotated[str, typer.Option(help="LLM negative kinds, comma-separated: basic, layout, swaps.")]

@@ -14,6 +14,8 @@ from densecaption.cli._jobs import (ApiKeyEnv, Concurrency, Device, JobOptions, 
                                     Restart, RetryFailed, Seed, Strict, Temperature, Timeout, decoding_settings,
                                     finish, job_progress)
 from densecaption.errors import UserError
+from densecaption.generation.backends import generator_spec_help
+from densecaption.models.registry import model_spec_help
 
 app = typer.Typer(help="Caption quality: entities per caption (recall), a modified FaithScore (precision), "
                        "CLIPScore.", no_args_is_help=True)
@@ -95,9 +97,9 @@ def recall(
 def precision(
     captions: Captions, images: Images,
     llm: Annotated[str, typer.Option(help="Language model for steps 1-2 (descriptive or analytical, atomic facts): "
-                                          "openai:BASE_URL#MODEL or hf:ID_OR_DIR.")],
-    vlm: Annotated[str, typer.Option(help="Vision-language model that verifies each fact against the image: "
-                                          "openai:BASE_URL#MODEL (a server that takes images) or hf:ID_OR_DIR.")],
+                                          f"{escape(generator_spec_help())}.")],
+    vlm: Annotated[str, typer.Option(help="Vision-language model that verifies each fact against the image (one "
+                                          f"that takes images): {escape(generator_spec_help())}.")],
     out: Annotated[Optional[Path], typer.Option(help="JSON result (default: beside --captions, "
                                                      "<name>.faithscore.json).")] = None,
     no_facts: Annotated[NoFactsMode, typer.Option(
@@ -200,8 +202,8 @@ def precision(
 @guarded
 def clipscore(
     captions: Captions, images: Images,
-    model: Annotated[str, typer.Option(help="Image-text model spec, e.g. open_clip:ViT-B-32:openai or "
-                                            "open_clip:local-dir:DIR.")],
+    model: Annotated[str, typer.Option(help=f"CLIP-style model spec: {escape(model_spec_help(embedding_only=True))} "
+                                            "(e.g. open_clip:ViT-B-32:openai).")],
     references: Annotated[Optional[Path], typer.Option(help="JSONL of reference captions for RefCLIPScore: lines "
                                                             "with the caption's id ('file', 'file_name', 'id', ...) "
                                                             "and a 'references' list or a 'caption'/'text'. "

@@ -10,6 +10,8 @@ import typer
 from densecaption.cli._common import guarded, out_console, progress_stages
 from densecaption.cli.compbench import compbench
 from densecaption.errors import UserError
+from densecaption.evaluation.compbench.prompts import CATEGORIES
+from densecaption.t2i.families import FAMILIES
 
 app = typer.Typer(help="Generate images with text-to-image models (with a LoRA) and score them on "
                        "T2I-CompBench.", no_args_is_help=True)
@@ -19,8 +21,9 @@ app.command("compbench")(compbench)
 @app.command()
 @guarded
 def generate(
-    model: Annotated[str, typer.Option(help="pixart-alpha, sd21, sdxl (their hub checkpoints), a hub id or a local "
-                                            "diffusers folder (e.g. from `models init-random ... --backend diffusers`).")],
+    model: Annotated[str, typer.Option(help=f"{FAMILIES.choices()} (their hub checkpoints), a hub id or a local "
+                                            "diffusers folder (e.g. from `models init-random ... --backend "
+                                            "diffusers`).")],
     out: Annotated[Path, typer.Option(help="Run folder (with --compbench-dir: one run folder per category "
                                            "inside it).")],
     lora: Annotated[Optional[str], typer.Option(help="LoRA folder written by `train t2i` (OUT/lora); its caption "
@@ -30,8 +33,8 @@ def generate(
         help="Your copy of T2I-CompBench's examples/dataset folder (none is bundled): prompts come from "
              "<category>_val.txt.")] = None,
     category: Annotated[Optional[list[str]], typer.Option(
-        help="T2I-CompBench category (repeat for several): color, shape, texture, spatial, non_spatial, "
-             "complex, numeracy, 3d_spatial. With --prompts: the category the file's prompts are scored as.")]
+        help=f"T2I-CompBench category (repeat for several): {CATEGORIES.choices()}. With --prompts: the category "
+             "the file's prompts are scored as.")]
     = None,
     images_per_prompt: Annotated[int, typer.Option(help="Images per prompt (T2I-CompBench: 10).")] = 10,
     seed: Annotated[int, typer.Option(help="Seed of image 0; image i uses seed + i (T2I-CompBench: 42).")] = 42,

@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from densecaption.cli._common import guarded, out_console, progress_stages
 from densecaption.errors import UserError
+from densecaption.models.registry import model_spec_help
+from densecaption.t2i.families import FAMILIES, families
 
 app = typer.Typer(help="Fine-tune models with LoRA: CLIP on sDCI (train clip), text-to-image models on caption "
                        "sets (train t2i).", no_args_is_help=True)
@@ -18,7 +21,7 @@ app = typer.Typer(help="Fine-tune models with LoRA: CLIP on sDCI (train clip), t
 def clip(
     data: Annotated[str, typer.Option(help="A DCI folder with complete/ files, or 'sample'.")],
     out: Annotated[str, typer.Option(help="Run folder: checkpoints/, log.jsonl, adapter/, best_adapter/.")],
-    model: Annotated[str, typer.Option(help="open_clip:... or hf:... CLIP-style model spec.")] =
+    model: Annotated[str, typer.Option(help=f"CLIP-style model spec: {escape(model_spec_help(embedding_only=True))}.")] =
     "open_clip:ViT-B-32:openai",
     captions: Annotated[str, typer.Option(help="first (summary 0), pick1 (one at random per epoch) or pickN "
                                                "(N at once; losses use the worst positive).")] = "first",
@@ -91,6 +94,12 @@ def clip(
                   f"--lora {adapter})", highlight=False)
 
 
+def _windows() -> str:
+    """Each family's text window and how far it can grow, for the help of --max-text-length."""
+    return ", ".join(f"{f.name} {f.max_text_length} "
+                     + (f"(up to {max(f.longer_lengths)})" if f.longer_lengths else "(fixed)") for f in families())
+
+
 @app.command()
 @guarded
 def t2i(
@@ -98,12 +107,13 @@ def t2i(
                                                "or a diffusers image folder with metadata.jsonl (file_name, text).")],
     out: Annotated[str, typer.Option(help="Run folder: lora/, checkpoints/, validation/, cache/, log.jsonl, "
                                           "truncation.json.")],
-    model: Annotated[str, typer.Option(help="pixart-alpha (PixArt-alpha 512, the paper's), sd21, sdxl, a hub id or "
-                                            "a local diffusers pipeline folder (e.g. from `models init-random ARCH "
-                                            "OUT --backend diffusers`).")] = "pixart-alpha",
+    model: Annotated[str, typer.Option(help=f"A text-to-image family ({FAMILIES.choices()}: its hub checkpoint; "
+                                            "pixart-alpha is the paper's), a hub id or a local diffusers pipeline "
+                                            "folder (e.g. from `models init-random ARCH OUT --backend diffusers`).")]
+    = "pixart-alpha",
     max_text_length: Annotated[Optional[int], typer.Option(
-        help="Text-encoder window in tokens (default: the pipeline's own, PixArt 120, SD/SDXL 77; PixArt's T5 "
-             "takes up to 512, CLIP's window cannot grow). Longer captions are truncated: see truncation.json.")]
+        help=f"Text-encoder window in tokens (default: the pipeline's own; {_windows()}). Longer captions are "
+             "truncated: see truncation.json.")]
     = None,
     resolution: Annotated[Optional[int], typer.Option(
         help="Training image size (shorter side resized, center crop); default the model's native size.")] = None,
@@ -114,9 +124,8 @@ def t2i(
     lora_alpha: Annotated[Optional[float], typer.Option(help="LoRA alpha (default: the rank).")] = None,
     lora_dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = 0.0,
     lora_targets: Annotated[Optional[str], typer.Option(
-        help="Comma-separated denoiser module names (default: PixArt upstream's to_k, to_q, to_v, to_out.0, "
-             "proj_in, proj_out, ff.net.0.proj, ff.net.2, proj, linear, linear_1, linear_2; SD/SDXL to_k, to_q, "
-             "to_v, to_out.0).")] = None,
+        help="Comma-separated denoiser module names (default: the family's; "
+             + "; ".join(f"{f.name} {', '.join(f.lora_targets)}" for f in families()) + ").")] = None,
     grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = 1,
     mixed_precision: Annotated[str, typer.Option(help="no, fp16 or bf16 (frozen weights in that type on a GPU; "
                                                       "LoRA weights stay float32).")] = "no",
@@ -131,7 +140,8 @@ def t2i(
     validation_count: Annotated[int, typer.Option(help="Captions used as validation prompts by default.")] = 2,
     validation_steps: Annotated[int, typer.Option(help="Denoising steps of validation images.")] = 20,
     validation_guidance: Annotated[Optional[float], typer.Option(
-        help="Guidance scale of validation images (default: the family's, PixArt 4.5, SD 7.5, SDXL 5).")] = None,
+        help="Guidance scale of validation images (default: the family's; "
+             + ", ".join(f"{f.name} {f.guidance_scale:g}" for f in families()) + ").")] = None,
     workers: Annotated[int, typer.Option(help="Data loading worker processes.")] = 0,
     stop_after_steps: Annotated[Optional[int], typer.Option(hidden=True)] = None,
 ):

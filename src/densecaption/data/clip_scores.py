@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 from typing import Callable
 
-from densecaption.data.dci import DCIDataset, DCIWriter, atomic_write_text
+from densecaption.data.dci import DCIDataset, DCIWriter
 from densecaption.data.findings import Finding, RecordError, SkipLog
 from densecaption.data.schema import BASE_KEY, DCIImage, parse_mask_key
 from densecaption.data.subcrop import subcrop_box
 from densecaption.errors import UserError
+from densecaption.files import atomic_write_text
 
 PROVENANCE = "clip_scores_model.json"
 

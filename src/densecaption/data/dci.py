@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal
@@ -21,6 +20,7 @@ from typing import Any, Callable, Iterable, Iterator, Literal
 from densecaption.data.findings import Finding, RecordError, SkipLog, pointer
 from densecaption.data.schema import BASE_KEY, Box, DCIImage, Mask, parse_mask_key
 from densecaption.errors import UserError
+from densecaption.files import atomic_write_text  # also importable from here, its old home
 
 INNER = "densely_captioned_images"
 SPLIT_NAMES = ("train", "valid", "test")
@@ -130,14 +130,14 @@ def _parse_mask(c: _Collector, key: str, raw: Any) -> Mask | None:
                 box=box, label=label, caption=caption, quality=quality, extra=extra)
 
 
-def _entry_key_ok(c: _Collector, field_name: str, key: str, masks: dict[int, Mask]) -> bool:
+def _entry_key_ok(c: _Collector, field_name: str, key: str, present: set[int]) -> bool:
     if key == BASE_KEY:
         return True
     idx = parse_mask_key(key)
     if idx is None:
         c.error(pointer(field_name, key), f"{field_name} key {key!r} is neither 'base' nor 'm-<idx>-sc'")
         return False
-    if idx not in masks:
+    if idx not in present:
         c.error(pointer(field_name, key), f"{field_name} key {key!r} names mask {idx}, which does not exist")
         return False
     return True
@@ -153,10 +153,11 @@ def _parse_str_list(c: _Collector, value: Any, ptr_parts: tuple) -> list[str] | 
     return None if bad else list(value)
 
 
-def _entry_map(c: _Collector, obj: dict, field_name: str, masks: dict[int, Mask],
+def _entry_map(c: _Collector, obj: dict, field_name: str, present: set[int],
                parse_value: Callable[[str, Any], Any]) -> dict[str, Any] | None:
     """An optional per-entry object (``summaries``, ``negatives``, ``clip_scores``): keys checked against
-    the masks, values parsed by ``parse_value`` (None for a value with errors). None when absent."""
+    the masks present (``present``), values parsed by ``parse_value`` (None for a value with errors). None
+    when absent."""
     if field_name not in obj:
         return None
     raw = c.get(obj, field_name, dict)
@@ -164,19 +165,49 @@ def _entry_map(c: _Collector, obj: dict, field_name: str, masks: dict[int, Mask]
         return None
     out = {}
     for key, value in raw.items():
-        if _entry_key_ok(c, field_name, key, masks):
+        if _entry_key_ok(c, field_name, key, present):
             parsed = parse_value(key, value)
             if parsed is not None:
                 out[key] = parsed
     return out
 
 
+@dataclass
+class ParsedDocument:
+    """What parsing one document gave: the record (None when it has errors), every finding, and the parts
+    that parsed cleanly, so ``validate`` can check the pixels of good masks in a file with other errors."""
+
+    record: DCIImage | None
+    findings: list[Finding]
+    masks: dict[int, Mask]
+    image: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+
 def parse_image(obj: Any, file: str, photo_dir: Path | None = None) -> tuple[DCIImage | None, list[Finding]]:
     """Parse one annotation document. Returns the record (None when it has errors) and all findings."""
+    parsed = parse_document(obj, file, photo_dir)
+    return parsed.record, parsed.findings
+
+
+def _present_masks(raw_masks: dict[str, Any]) -> set[int]:
+    """The idx of every ``mask_data`` key, parsed or not: a broken mask still exists for references to it."""
+    present = set()
+    for key in raw_masks:
+        try:
+            present.add(int(key))
+        except ValueError:
+            pass
+    return present
+
+
+def parse_document(obj: Any, file: str, photo_dir: Path | None = None) -> ParsedDocument:
+    """Parse one annotation document in one pass that finds every problem in it (see ``ParsedDocument``)."""
     c = _Collector(file)
     if not isinstance(obj, dict):
         c.error("", f"the document should be a JSON object, got {_type_name(obj)}")
-        return None, c.findings
+        return ParsedDocument(None, c.findings, {})
     image = c.get(obj, "image", str)
     short = c.get(obj, "short_caption", str)
     extra_cap = c.get(obj, "extra_caption", str)
@@ -192,20 +223,20 @@ def parse_image(obj: Any, file: str, photo_dir: Path | None = None) -> tuple[DCI
         m = _parse_mask(c, key, raw)
         if m is not None:
             masks[m.idx] = m
-    mask_errors = bool(c.errors)
+    present = _present_masks(raw_masks or {})
 
-    # The tree: parents must exist and list their children; children may name dropped masks.
+    # The tree: parents must exist and list their children; children may name dropped masks. A mask that
+    # exists but has errors of its own is not "missing" (its requirements are unknown, so not checked).
     for m in masks.values():
         base = ("mask_data", str(m.idx))
         if m.parent != -1:
-            if m.parent not in masks:
-                if not mask_errors:
-                    c.error(pointer(*base, "parent"), f"parent {m.parent} does not exist")
-            elif m.idx not in masks[m.parent].requirements:
+            if m.parent not in present:
+                c.error(pointer(*base, "parent"), f"parent {m.parent} does not exist")
+            elif m.parent in masks and m.idx not in masks[m.parent].requirements:
                 c.error(pointer(*base, "parent"),
                         f"parent {m.parent} does not list {m.idx} in its requirements")
-        dropped = [r for r in m.requirements if r not in masks]
-        if dropped and not mask_errors:
+        dropped = [r for r in m.requirements if r not in present]
+        if dropped:
             c.warn(pointer(*base, "requirements"),
                    f"names mask(s) {', '.join(map(str, dropped))} that do not exist (dropped small masks)")
 
@@ -234,9 +265,9 @@ def parse_image(obj: Any, file: str, photo_dir: Path | None = None) -> tuple[DCI
             c.error(pointer("clip_scores", key, k), f"should be a number, got {_type_name(scores[k])}")
         return None if bad else dict(scores)
 
-    summaries = _entry_map(c, obj, "summaries", masks, summary_list)
-    negatives = _entry_map(c, obj, "negatives", masks, negative_kinds)
-    clip_scores = _entry_map(c, obj, "clip_scores", masks, score_map)
+    summaries = _entry_map(c, obj, "summaries", present, summary_list)
+    negatives = _entry_map(c, obj, "negatives", present, negative_kinds)
+    clip_scores = _entry_map(c, obj, "clip_scores", present, score_map)
 
     if mask_keys is not None:
         for i, k in enumerate(mask_keys):
@@ -244,7 +275,7 @@ def parse_image(obj: Any, file: str, photo_dir: Path | None = None) -> tuple[DCI
                 c.error(pointer("mask_keys", i), f"should be a string, got {_type_name(k)}")
 
     if c.errors:
-        return None, c.findings
+        return ParsedDocument(None, c.findings, masks, image, width, height)
     record = DCIImage(
         file=file, image=image, short_caption=short, extra_caption=extra_cap, height=height, width=width,
         mask_keys=list(mask_keys), masks=masks, summaries=summaries, negatives=negatives,
@@ -252,7 +283,7 @@ def parse_image(obj: Any, file: str, photo_dir: Path | None = None) -> tuple[DCI
         photo_path=(photo_dir / image) if photo_dir is not None else None,
         bare_summary_keys=frozenset(bare),
     )
-    return record, c.findings
+    return ParsedDocument(record, c.findings, masks, image, width, height)
 
 
 def load_json_file(path: Path, file: str) -> tuple[Any, list[Finding]]:
@@ -296,19 +327,6 @@ def image_to_json(record: DCIImage, *, with_sdci: bool = True) -> dict[str, Any]
             out["clip_scores"] = {k: dict(v) for k, v in record.clip_scores.items()}
     out.update(record.extra)
     return out
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file so that a killed process leaves either the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class DCIWriter:

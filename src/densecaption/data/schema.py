@@ -1,18 +1,21 @@
 """Typed records for DCI annotations and sDCI benchmark entries.
 
-The records mirror the official JSON (see dci-format in the spec) closely enough to round-trip it: keys the
+The records mirror the official JSON (see docs/dci-format.md) closely enough to round-trip it: keys the
 schema does not know are kept in ``extra`` and written back. No pixels are decoded until asked for.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+
+from densecaption.data.findings import Finding, RecordError, pointer
 
 BASE_KEY = "base"
 NEGATIVE_KINDS = ("basic", "layout", "swaps")
@@ -59,13 +62,29 @@ class Box:
         return cls(int(tl["x"]), int(tl["y"]), int(br["x"]), int(br["y"]))
 
 
-def decode_mask_png(b64: str) -> np.ndarray:
-    """Decode DCI's base64 1-bit PNG into a boolean array of shape (height, width)."""
-    from PIL import Image
+class MaskDecodeError(ValueError):
+    """An ``outer_mask`` that is not a base64 PNG. The message says why but not where: the caller knows the
+    file and the mask, and reports them (``DCIImage.mask_pixels``, ``data validate``)."""
 
-    with Image.open(io.BytesIO(base64.b64decode(b64, validate=True))) as im:
-        im.load()
-        return np.asarray(im.convert("L")) > 0
+
+def decode_mask_png(b64: str) -> np.ndarray:
+    """Decode DCI's base64 1-bit PNG into a boolean array of shape (height, width).
+
+    Bad input raises ``MaskDecodeError`` with a short reason, never a raw base64 or PIL exception."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        data = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise MaskDecodeError(f"mask PNG does not decode: not base64 ({e})") from None
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            return np.asarray(im.convert("L")) > 0
+    except UnidentifiedImageError:
+        raise MaskDecodeError("mask PNG does not decode: the bytes are not an image") from None
+    except Exception as e:  # PIL raises many types for corrupt files
+        raise MaskDecodeError(f"mask PNG does not decode: {e}") from None
 
 
 def encode_mask_png(mask: np.ndarray) -> str:
@@ -93,7 +112,8 @@ class Mask:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def decode(self) -> np.ndarray:
-        """The mask as a boolean (height, width) array at full image size (decoded now, not cached)."""
+        """The mask as a boolean (height, width) array at full image size (decoded now, not cached).
+        Raises ``MaskDecodeError`` for a broken PNG (``DCIImage.mask_pixels`` adds the file and pointer)."""
         return decode_mask_png(self.outer_mask)
 
 
@@ -147,6 +167,14 @@ class DCIImage:
             yield child
             if enter_quality_2 or self.masks[child].quality != 2:
                 stack.extend(reversed(self.children(child)))
+
+    def mask_pixels(self, idx: int) -> np.ndarray:
+        """Mask ``idx`` decoded (see ``Mask.decode``); a broken PNG raises ``RecordError`` naming this file
+        and the mask's JSON Pointer, as ``data validate`` reports it."""
+        try:
+            return self.masks[idx].decode()
+        except MaskDecodeError as e:
+            raise RecordError([Finding(self.file, pointer("mask_data", idx, "outer_mask"), str(e))]) from None
 
     def open_photo(self):
         """The photo as an RGB PIL image (read from disk now)."""

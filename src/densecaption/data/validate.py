@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
-from densecaption.data.dci import DCIDataset, load_json_file, parse_image, resolve_root
+from densecaption.data.dci import DCIDataset, ParsedDocument, load_json_file, parse_document, resolve_root
 from densecaption.data.findings import Finding, pointer
-from densecaption.data.schema import DCIImage, decode_mask_png
+from densecaption.data.schema import Box, MaskDecodeError, decode_mask_png
 
 FOLDERS = ("annotations", "complete")
 
@@ -67,43 +67,68 @@ class _PhotoCache:
             return f"photo {name!r} does not decode: {e}"
 
 
-def check_pixels(record: DCIImage, rel: str, photo: tuple[int, int] | str) -> list[Finding]:
-    """Checks that need pixels: the photo, its size against width/height, each mask against its bounds."""
+def check_pixels(parsed: ParsedDocument, rel: str, photo: tuple[int, int] | str | None,
+                 raw_masks: Any = None) -> list[Finding]:
+    """Checks that need pixels: the photo, its size against width/height, each mask against its bounds.
+
+    ``photo`` is the photo's size, why it cannot be used, or None when the file names none. ``raw_masks``
+    (the document's ``mask_data``) lets masks with other errors still have their PNG checked."""
     out: list[Finding] = []
+    size = (parsed.width, parsed.height) if None not in (parsed.width, parsed.height) else None
     if isinstance(photo, str):
         out.append(Finding(rel, pointer("image"), photo))
-        if record.width is None or record.height is None:
-            return out
-        width, height = record.width, record.height
-    else:
-        width, height = photo
-        if (record.width, record.height) != (width, height) and None not in (record.width, record.height):
-            out.append(Finding(rel, "", f"width/height {record.width}x{record.height} differ from the photo's "
-                                        f"{width}x{height}: the photo's size is used", "warning"))
-    for m in record.masks.values():
-        base = ("mask_data", str(m.idx))
-        b = m.box
-        if b.x0 < 0 or b.y0 < 0 or b.x1 > width or b.y1 > height:
-            out.append(Finding(rel, pointer(*base, "bounds"),
-                               f"box ({b.x0}, {b.y0})-({b.x1}, {b.y1}) lies outside the {width}x{height} image"))
-        try:
-            mask = decode_mask_png(m.outer_mask)
-        except Exception as e:
-            out.append(Finding(rel, pointer(*base, "outer_mask"), f"mask PNG does not decode: {e}"))
-            continue
-        if mask.shape != (height, width):
-            out.append(Finding(rel, pointer(*base, "outer_mask"),
-                               f"mask is {mask.shape[1]}x{mask.shape[0]}, the photo {width}x{height}"))
-            continue
-        ys, xs = np.nonzero(mask)
-        if len(xs) == 0:
-            out.append(Finding(rel, pointer(*base, "outer_mask"), "mask is empty", "warning"))
-            continue
-        x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
-        if x0 < b.x0 or y0 < b.y0 or x1 > b.x1 or y1 > b.y1:
-            out.append(Finding(rel, pointer(*base, "bounds"),
-                               f"box ({b.x0}, {b.y0})-({b.x1}, {b.y1}) does not enclose the mask's pixels "
-                               f"({x0}, {y0})-({x1}, {y1})"))
+    elif photo is not None:
+        if size is not None and size != photo:
+            out.append(Finding(rel, "", f"width/height {size[0]}x{size[1]} differ from the photo's "
+                                        f"{photo[0]}x{photo[1]}: the photo's size is used", "warning"))
+        size = photo
+    for key, (png, box) in _mask_pngs(parsed, raw_masks).items():
+        out += _check_mask(rel, ("mask_data", key), png, box, size)
+    return out
+
+
+def _mask_pngs(parsed: ParsedDocument, raw_masks: Any) -> dict[str, tuple[str, Box | None]]:
+    """``mask_data`` key -> (base64 PNG, box) in document order: the clean masks with their box, and the
+    masks with errors elsewhere that still hold a string ``outer_mask`` with none."""
+    clean = {str(m.idx): (m.outer_mask, m.box) for m in parsed.masks.values()}
+    if not isinstance(raw_masks, dict):
+        return clean
+    out: dict[str, tuple[str, Box | None]] = {}
+    for key, raw in raw_masks.items():
+        if key in clean:
+            out[key] = clean[key]
+        elif isinstance(raw, dict) and isinstance(raw.get("outer_mask"), str):
+            out[key] = (raw["outer_mask"], None)
+    return out
+
+
+def _check_mask(rel: str, base: tuple[str, str], png: str, box: Box | None,
+                size: tuple[int, int] | None) -> list[Finding]:
+    """One mask's pixels: it decodes, has the image's size and lies within its box. Without a known image
+    size only the decoding is checked; without a usable box, not the bounds."""
+    out: list[Finding] = []
+    b = box
+    if b is not None and size is not None and (b.x0 < 0 or b.y0 < 0 or b.x1 > size[0] or b.y1 > size[1]):
+        out.append(Finding(rel, pointer(*base, "bounds"),
+                           f"box ({b.x0}, {b.y0})-({b.x1}, {b.y1}) lies outside the {size[0]}x{size[1]} image"))
+    try:
+        mask = decode_mask_png(png)
+    except MaskDecodeError as e:
+        return out + [Finding(rel, pointer(*base, "outer_mask"), str(e))]
+    if size is None:
+        return out
+    width, height = size
+    if mask.shape != (height, width):
+        return out + [Finding(rel, pointer(*base, "outer_mask"),
+                              f"mask is {mask.shape[1]}x{mask.shape[0]}, the photo {width}x{height}")]
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return out + [Finding(rel, pointer(*base, "outer_mask"), "mask is empty", "warning")]
+    x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    if b is not None and (x0 < b.x0 or y0 < b.y0 or x1 > b.x1 or y1 > b.y1):
+        out.append(Finding(rel, pointer(*base, "bounds"),
+                           f"box ({b.x0}, {b.y0})-({b.x1}, {b.y1}) does not enclose the mask's pixels "
+                           f"({x0}, {y0})-({x1}, {y1})"))
     return out
 
 
@@ -153,9 +178,10 @@ def validate_dataset(path: Path | str, progress: Callable[[int], None] | None = 
             rel = f"{folder}/{p.name}"
             obj, found = load_json_file(p, rel)
             if not found:
-                record, found = parse_image(obj, rel)
-                if record is not None:
-                    found += check_pixels(record, rel, photos.size(record.image))
+                parsed = parse_document(obj, rel)
+                photo = photos.size(parsed.image) if parsed.image is not None else None
+                found = parsed.findings + check_pixels(parsed, rel, photo, obj.get("mask_data")
+                                                       if isinstance(obj, dict) else None)
             report.findings.extend(found)
             report.files_checked += 1
             if progress:

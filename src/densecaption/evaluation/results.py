@@ -13,7 +13,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
-from densecaption.data.dci import DCIDataset, atomic_write_text
+from densecaption.data.dci import DCIDataset
+from densecaption.files import atomic_write_text
 from densecaption.errors import UserError
 
 VERSIONED = ("densecaption", "torch", "open-clip-torch", "transformers", "peft", "accelerate")

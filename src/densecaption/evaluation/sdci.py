@@ -17,7 +17,6 @@ Every unique crop and text is encoded once for all four sub-runs; scores are bat
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
@@ -32,6 +31,7 @@ from densecaption.data.sdci import MIN_BOX, EntryFilter, records_with_sizes, sdc
 from densecaption.data.subcrop import CropKey
 from densecaption.evaluation.benchmark import option
 from densecaption.evaluation.sdci_metrics import hardest_negative, neg_correct, percent, scm_correct
+from densecaption.seeding import keyed_rng
 
 if TYPE_CHECKING:
     from densecaption.evaluation.features import FeatureStore
@@ -106,7 +106,7 @@ def items_for_record(record: DCIImage, size: tuple[int, int], cfg: SdciConfig) -
     if not record.summaries or record.clip_scores is None:
         return out
     only_base = set(record.negatives or {}) <= {"base"}
-    rng = random.Random(f"{cfg.pick_seed}:{record.file}") if cfg.pick_seed is not None else None
+    rng = keyed_rng(cfg.pick_seed, record.file) if cfg.pick_seed is not None else None
     for e in sdci_entries(record, cfg.entry_filter, size):
         if not e.summaries:
             continue

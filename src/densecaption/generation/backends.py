@@ -11,7 +11,6 @@ results are repeatable; with sampling, a per-request seed makes them repeatable 
 from __future__ import annotations
 
 import base64
-import importlib
 import io
 import json
 import mimetypes
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence, Union
 
 from densecaption.errors import UserError
+from densecaption.registry import Registry
 
 Message = Mapping[str, Any]
 """One chat message: ``{"role": "system" | "user" | "assistant", "content": str}``."""
@@ -31,11 +31,20 @@ Prompt = Union[str, Sequence[Message]]
 ImageInput = Union[str, Path, Any]
 """A path to an image file, or a PIL image."""
 
-# prefix -> "module:function" building a TextBackend; a module is imported only when its prefix is used.
-GENERATORS: dict[str, str] = {
-    "openai": "densecaption.generation.backends:load_openai",
-    "hf": "densecaption.generation.local:load_local",
-}
+# prefix -> loader(parsed, *, spec, options) -> TextBackend; a module is imported only when its prefix is used.
+# ``spec`` is the form of its spec strings (for help texts and errors).
+GENERATORS: Registry = Registry("text generator")
+GENERATORS.register("openai", "densecaption.generation.backends:load_openai",
+                    summary="any OpenAI-compatible chat server (vLLM, llama.cpp, Ollama, a hosted API) over HTTP",
+                    spec="openai:BASE_URL#MODEL")
+GENERATORS.register("hf", "densecaption.generation.local:load_local",
+                    summary="a local transformers model (text or image-text-to-text), or a GGUF file",
+                    spec="hf:ID_OR_DIR[#gguf=FILE]")
+
+
+def generator_spec_help(sep: str = ", or ") -> str:
+    """The spec forms of every generator, for help texts: ``openai:BASE_URL#MODEL, or hf:...``."""
+    return sep.join(e.meta["spec"] for e in GENERATORS.entries())
 
 
 class BackendError(Exception):
@@ -150,8 +159,11 @@ class GeneratorSpec:
     def parse(cls, spec: str) -> "GeneratorSpec":
         head, _, tail = spec.partition("#")
         prefix, sep, target = head.partition(":")
-        if not sep or not target or prefix not in GENERATORS:
-            raise UserError(f"model spec {spec!r}: expected openai:BASE_URL#MODEL, or hf:ID_OR_DIR with an optional #gguf=FILE")
+        if not sep or not target:
+            raise UserError(f"model spec {spec!r}: expected {generator_spec_help()}")
+        if prefix not in GENERATORS:
+            raise UserError(f"model spec {spec!r}: {GENERATORS.unknown_message(prefix)}; expected "
+                            f"{generator_spec_help()}")
         parts = [p for p in tail.split("#") if p]
         model = None
         if prefix == "openai":
@@ -171,9 +183,7 @@ class GeneratorSpec:
 def load_backend(spec: str, options: BackendOptions = BackendOptions()) -> TextBackend:
     """Build the backend a spec string names (the registry above decides which; nothing loads at import)."""
     parsed = GeneratorSpec.parse(spec)
-    module, _, func = GENERATORS[parsed.prefix].partition(":")
-    loader = getattr(importlib.import_module(module), func)
-    return loader(parsed, spec=spec, options=options)
+    return GENERATORS.get(parsed.prefix)(parsed, spec=spec, options=options)
 
 
 # --------------------------------------------------------------------------------------------- openai

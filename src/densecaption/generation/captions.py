@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from densecaption.data.dci import atomic_write_text
 from densecaption.errors import UserError
+from densecaption.files import atomic_write_text
 from densecaption.generation.backends import TextBackend
 from densecaption.generation.jobs import Job, JobContext, JobReport
 from densecaption.generation.replies import strip_chatter

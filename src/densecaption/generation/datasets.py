@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from densecaption.data.dci import DCIDataset, DCIWriter, atomic_write_text
+from densecaption.data.dci import DCIDataset, DCIWriter
 from densecaption.data.findings import RecordError, SkipLog
 from densecaption.data.schema import DCIImage
 from densecaption.errors import UserError
+from densecaption.files import atomic_write_text
 
 
 @dataclass(frozen=True)

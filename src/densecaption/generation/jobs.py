@@ -21,10 +21,7 @@ is written as a success. ``max_failures`` stops a run that is going wrong.
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
-import os
 import random
 import threading
 import time
@@ -32,10 +29,14 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Generic, Iterator, Literal, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Generic, Iterator, Literal, Mapping, NoReturn, Sequence, TypeVar
+
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from densecaption.errors import UserError
+from densecaption.files import JsonlLog, lock_or_fail
 from densecaption.generation.backends import BackendError
+from densecaption.seeding import keyed_rng, seed_for
 
 P = TypeVar("P")
 Status = Literal["ok", "failed"]
@@ -120,10 +121,7 @@ class RetryPolicy:
 
 def derive_seed(seed: int | None, job_id: str, step: int) -> int | None:
     """A per-request seed that depends only on the run's seed, the item and the request's place in it."""
-    if seed is None:
-        return None
-    digest = hashlib.sha256(f"{seed}\0{job_id}\0{step}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+    return None if seed is None else seed_for(seed, job_id, step)
 
 
 class JobContext:
@@ -137,7 +135,7 @@ class JobContext:
         self._stop = stop
         self._seed = seed
         self._step = 0
-        self._rng = random.Random(job_id)
+        self._rng = keyed_rng(job_id)  # backoff jitter, per item
 
     def next_seed(self) -> int | None:
         """The seed of this item's next request (None when the run has no seed)."""
@@ -145,29 +143,42 @@ class JobContext:
         return derive_seed(self._seed, self.job_id, self._step)
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """``fn(*args, **kwargs)``, retried on a retryable ``BackendError`` as the policy allows.
+        """``fn(*args, **kwargs)``, retried (by tenacity) on a retryable ``BackendError`` as the policy allows.
 
         Raises the last error, marked not retryable and saying how many attempts were made, when the
         retries run out; raises ``Interrupted`` when the run stops while waiting.
         """
-        retry = 0
-        while True:
-            if self._stop.is_set():
-                raise Interrupted()
-            self.attempts += 1
-            try:
-                return fn(*args, **kwargs)
-            except BackendError as e:
-                if not e.retryable:
-                    raise
-                if retry >= self.policy.max_retries:
-                    raise BackendError(f"gave up after {retry + 1} attempts: {e}", retryable=False,
-                                       status=e.status) from e
-                retry += 1
-                delay = self.policy.delay(retry, self._rng, e.retry_after)
-                self.delays.append(delay)
-                if self._stop.wait(delay):
-                    raise Interrupted() from e
+        retrying = Retrying(retry=retry_if_exception(_retryable), wait=self._wait, sleep=self._sleep,
+                            stop=stop_after_attempt(self.policy.max_retries + 1), retry_error_callback=_give_up)
+        return retrying(self._attempt, fn, *args, **kwargs)
+
+    def _attempt(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self._stop.is_set():
+            raise Interrupted()
+        self.attempts += 1
+        return fn(*args, **kwargs)
+
+    def _wait(self, state: RetryCallState) -> float:
+        """The policy's delay before retry ``n`` (tenacity asks after the last attempt too: no jitter is drawn
+        then, so the item's jitter stream stays what it was)."""
+        if state.attempt_number > self.policy.max_retries:
+            return 0.0
+        return self.policy.delay(state.attempt_number, self._rng, state.outcome.exception().retry_after)
+
+    def _sleep(self, seconds: float) -> None:
+        self.delays.append(seconds)
+        if self._stop.wait(seconds):
+            raise Interrupted()
+
+
+def _retryable(error: BaseException) -> bool:
+    return isinstance(error, BackendError) and error.retryable
+
+
+def _give_up(state: RetryCallState) -> NoReturn:
+    error = state.outcome.exception()
+    raise BackendError(f"gave up after {state.attempt_number} attempts: {error}", retryable=False,
+                       status=error.status) from error
 
 
 # --------------------------------------------------------------------------------------------- the log
@@ -182,11 +193,11 @@ class JobLog:
         self.path = Path(path)
         self.task = task
         self.settings = _normal(dict(settings))
-        self.fsync = fsync
         self.torn_bytes = 0
         """Bytes of a torn last line cut off when the log was opened (a killed run)."""
         self.bad_lines = 0
-        self._fd: int | None = None
+        self._log = JsonlLog(self.path, fsync=fsync)
+        self._lock = None  # the held lock (filelock) between open() and close()
 
     def header(self) -> dict[str, Any]:
         return {"format": LOG_FORMAT, "task": self.task, "settings": self.settings}
@@ -194,21 +205,16 @@ class JobLog:
     def open(self, *, restart: bool = False) -> dict[str, JobRecord]:
         """Lock the log, read what earlier runs finished (the last line of an id wins), get ready to append.
 
-        Raises ``UserError`` when another process holds the log (two runs into one output would mix).
+        Raises ``UserError`` when another process holds the log (two runs into one output would mix); the
+        lock is a file ``.NAME.lock`` beside the log, held until ``close``.
         """
-        if restart:
-            self.path.unlink(missing_ok=True)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        self._lock = lock_or_fail(self.path, "this job log")
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise UserError(f"{self.path}: another run is writing this job log; wait for it to end, or give "
-                            f"another output") from None
-        self._fd = fd
-        try:
-            lines = self._read_whole_lines()
+            if restart:
+                self.path.unlink(missing_ok=True)
+            self.torn_bytes = self._log.repair()
+            lines = [line for _, line in self._log.lines()]
             records: dict[str, JobRecord] = {}
             if lines:
                 self._check_header(lines[0])
@@ -221,20 +227,13 @@ class JobLog:
                         self.bad_lines += 1
                         continue
                     records[record.id] = record
-            else:
-                self._write(self.header())
+            self._log.open()
+            if not lines:
+                self._log.append(self.header())
         except BaseException:
             self.close()
             raise
         return records
-
-    def _read_whole_lines(self) -> list[bytes]:
-        data = self.path.read_bytes()
-        whole = data.rfind(b"\n") + 1
-        if whole < len(data):  # a line torn by a kill: cut it so the next line starts clean
-            self.torn_bytes = len(data) - whole
-            os.ftruncate(self._fd, whole)
-        return [line for line in data[:whole].splitlines() if line.strip()]
 
     def _check_header(self, line: bytes) -> None:
         try:
@@ -253,28 +252,20 @@ class JobLog:
                             f"use the same settings to resume, another output, or --restart to start over")
 
     def append(self, record: JobRecord) -> None:
-        self._write(record.to_json())
-
-    def _write(self, obj: dict[str, Any]) -> None:
-        if self._fd is None:
+        if self._lock is None:
             raise RuntimeError("JobLog.open() first")
-        data = (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8")
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        if self.fsync:
-            os.fsync(self._fd)
+        self._log.append(record.to_json())
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._log.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
 
 def read_log(path: Path | str) -> Iterator[JobRecord]:
     """Every record line of a log, in order (for tools and tests; a torn last line is skipped)."""
-    for line in Path(path).read_bytes().splitlines()[1:]:
+    for _, line in JsonlLog(path).lines()[1:]:
         try:
             record = JobRecord.from_json(json.loads(line))
         except ValueError:

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from densecaption.errors import UserError
 from densecaption.generation.backends import (BackendError, BackendOptions, GeneratorSpec, ImageInput, Prompt,
                                               TextBackend, as_messages)
-from densecaption.models.weights import MARKER, weights_of_folder
+from densecaption.models.weights import transformers_source
 
 
 class LocalBackend(TextBackend):
@@ -161,29 +161,13 @@ def model_kind(config) -> str:
     raise UserError(f"model_type {kind!r} is neither a causal language model nor an image-text-to-text model")
 
 
-def looks_like_path(target: str) -> bool:
-    """A target meant as a folder rather than a hub id (as ``lm:`` decides)."""
-    return target.startswith(("/", ".", "~")) or target.count("/") > 1 or "\\" in target
-
-
 def load_local(parsed: GeneratorSpec, *, spec: str, options: BackendOptions) -> LocalBackend:
     unknown = set(parsed.options) - {"gguf"}
     if unknown:
         raise UserError(f"model spec {spec!r}: unknown option(s) {', '.join(sorted(unknown))} (known: gguf)")
     target, gguf = parsed.target, parsed.options.get("gguf")
-    folder = Path(target).expanduser()
-    if folder.is_dir():
-        if gguf is not None and not (folder / gguf).is_file():
-            raise UserError(f"model spec {spec!r}: no GGUF file {gguf!r} in {folder}")
-        if gguf is None and not (folder / "config.json").is_file():
-            raise UserError(f"model spec {spec!r}: {folder} has no config.json (not a transformers model "
-                            f"folder; for a GGUF file add #gguf=FILE)")
-        weights = "pretrained" if gguf is not None and not (folder / MARKER).is_file() else weights_of_folder(folder)
-        source = str(folder)
-    elif looks_like_path(target):
-        raise UserError(f"model spec {spec!r}: {folder} is not a folder (give a model folder or a hub id)")
-    else:
-        weights, source = "pretrained", target
+    resolved = transformers_source(target, label=f"model spec {spec!r}", gguf=gguf, gguf_ok=True)
+    source, weights = resolved.path_or_id, resolved.weights
     import torch
     from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor,
                               AutoTokenizer)
@@ -211,7 +195,7 @@ def load_local(parsed: GeneratorSpec, *, spec: str, options: BackendOptions) -> 
     except UserError as e:
         raise UserError(f"model spec {spec!r}: {e}") from e
     except (OSError, ValueError, KeyError, RuntimeError, ImportError) as e:
-        if folder.is_dir():
+        if resolved.is_local:
             raise UserError(f"model spec {spec!r}: could not load a text generator from the folder "
                             f"({first_line(e)})") from e
         raise UserError(f"model spec {spec!r}: could not load a text generator from the hub id "

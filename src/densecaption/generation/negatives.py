@@ -6,7 +6,7 @@ structure, layout or content differs) and ``swaps`` (the same words in a new, wr
 of each for the whole image and 1 of each per mask, kept a reply only when its CLIP length was within
 [len - 15, len + 50] of the summary's, then reduced it to len + 5 tokens (here also never above the
 77-token limit, which upstream checked afterwards). A negative equal to its source after
-``replies.normalise`` is never kept.
+``replies.normalise_text`` is never kept.
 
 One job per (entry, kind): the kind's negatives are made in order, each later request told the earlier
 ones so that greedy decoding gives different texts. Rule-based negatives (``--rules``) come from
@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Mapping
 from densecaption.data.schema import BASE_KEY, NEGATIVE_KINDS, DCIImage, mask_key
 from densecaption.errors import UserError
 from densecaption.generation.jobs import Job, JobFailed
-from densecaption.generation.replies import normalise, strip_preamble
+from densecaption.generation.replies import normalise_text, strip_preamble
 from densecaption.generation.summaries import Chat, TokenCount, job_id, reduce_to_fit
 from densecaption.tokens import CLIP_CONTEXT
 
@@ -143,7 +143,7 @@ def make_negatives(item: NegativeItem, chat: Chat, config: NegativeConfig, count
     candidate within ``config.tries`` requests.
     """
     length = count(item.source)
-    source_key = normalise(item.source)
+    source_key = normalise_text(item.source)
     target = min(length + config.slack, config.limit)
     made: list[str] = []
     screen = _Screen()
@@ -177,10 +177,10 @@ def _turn_down(candidate: str, source_key: str, made: list[str], source_length: 
                config: NegativeConfig, *, window: bool = True) -> str | None:
     if not candidate:
         return "empty"
-    key = normalise(candidate)
+    key = normalise_text(candidate)
     if key == source_key:
         return "unchanged"
-    if any(key == normalise(m) for m in made):
+    if any(key == normalise_text(m) for m in made):
         return "repeated"
     if window and not (source_length - config.below <= length <= source_length + config.above):
         return f"length outside [{source_length - config.below}, {source_length + config.above}]"
@@ -197,10 +197,10 @@ def check_negatives(config: NegativeConfig, count: TokenCount) -> Callable[[Nega
             return "output is not a list of negatives"
         if len(output) != item.n:
             return f"{len(output)} negatives instead of {item.n}"
-        keys = [normalise(s) for s in output]
+        keys = [normalise_text(s) for s in output]
         if not all(keys):
             return "an empty negative"
-        if normalise(item.source) in keys:
+        if normalise_text(item.source) in keys:
             return "a negative unchanged from its summary"
         if len(set(keys)) != len(keys):
             return "repeated negatives"
@@ -242,7 +242,7 @@ def rule_negatives_for(entries: list[tuple[str, str, str]], *, seed: int, count:
             negative = (result or {}).get(name)
             if not negative or not negative.strip():
                 reason = "none could be made"
-            elif normalise(negative) == normalise(text):
+            elif normalise_text(negative) == normalise_text(text):
                 reason = "unchanged after normalisation"
             elif count(negative) > limit:
                 reason = f"over {limit} CLIP tokens"

@@ -94,9 +94,16 @@ def _split_inline(reply: str) -> list[str]:
     return items
 
 
-def normalise(text: str) -> str:
-    """Lower case, letters and digits only, single spaces: two texts equal here say the same thing."""
-    return " ".join(re.sub(r"[^0-9a-z]+", " ", text.lower()).split())
+_NOT_WORD = re.compile(r"[\W_]+")
+
+
+def normalise_text(text: str) -> str:
+    """Lower case, letters and digits only (of any script), single spaces: two texts equal here say the same
+    thing. The one normal form of the project: negatives (LLM and rule-based) are made and checked with it."""
+    return " ".join(_NOT_WORD.sub(" ", text.lower()).split())
+
+
+normalise = normalise_text  # its former name, still imported by tests
 
 
 def strip_chatter(reply: str) -> str:

@@ -1,4 +1,4 @@
-"""Rule-based negatives (generation.md, "Rule-based negatives"): pure, seeded text edits of a caption.
+"""Rule-based negatives (docs/generation.md, "Rule-based negatives"): pure, seeded text edits of a caption.
 
 - **swap** (NegCLIP): two noun phrases (spaCy noun chunks), two adjectives or two verbs of the caption trade
   places. The words stay the same (same bag of words); only their order changes.
@@ -6,7 +6,8 @@
   sibling under the same hypernym, e.g. car -> truck), a colour by another colour, a material by another
   material, or a count by another number.
 
-Neither is ever equal to its source after :func:`normalise_text`; ``None`` when no such edit exists. Each
+Neither is ever equal to its source after ``replies.normalise_text`` (the normal form ``negatives`` checks
+them with); ``None`` when no such edit exists. Each
 text gets its own random generator derived from the seed and the text, so a result does not depend on the
 batch it came in. spaCy and WordNet are loaded lazily by :class:`RuleNegatives`, nothing at import time.
 
@@ -19,11 +20,9 @@ search path (``NLTK_DATA``, ``~/nltk_data``, ``<venv>/nltk_data``, ...). ``scrip
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import re
-import string
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from densecaption.errors import UserError
+from densecaption.generation.replies import normalise_text
+from densecaption.seeding import rng_for
 
 log = logging.getLogger(__name__)
 
@@ -63,19 +64,12 @@ OBJECT_LEXNAMES = frozenset({"noun.artifact", "noun.animal", "noun.food", "noun.
                              "noun.person", "noun.body"})  # not noun.substance: water -> hydride
 _MAKE_VERBS = frozenset({"make", "build", "construct", "carve", "craft", "cast", "weave"})
 
-_PUNCT_RE = re.compile("[" + re.escape(string.punctuation) + "\u2018\u2019\u201c\u201d\u2013\u2014\u2026]")
 _WN_NAME_RE = re.compile(r"[a-z]+(?:[_-][a-z]+)?")
-
-
-def normalise_text(text: str) -> str:
-    """Lower case, punctuation removed, whitespace collapsed: two texts equal under this are the same caption."""
-    return " ".join(_PUNCT_RE.sub(" ", text.lower()).split())
 
 
 def text_rng(seed: int, text: str, purpose: str) -> random.Random:
     """A generator for one text and one purpose, independent of any other text in the batch."""
-    digest = hashlib.sha256(f"{int(seed)}\x00{purpose}\x00{text}".encode("utf-8")).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
+    return rng_for(seed, purpose, text)
 
 
 @dataclass(frozen=True)

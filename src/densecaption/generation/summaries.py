@@ -28,7 +28,7 @@ from densecaption.data.sdci import MIN_BOX, EntryFilter
 from densecaption.data.text import image_text, mask_text
 from densecaption.generation.backends import TextBackend
 from densecaption.generation.jobs import Job, JobContext, JobFailed
-from densecaption.generation.replies import normalise, parse_numbered, strip_preamble
+from densecaption.generation.replies import normalise_text, parse_numbered, strip_preamble
 from densecaption.tokens import CLIP_CONTEXT
 
 TokenCount = Callable[[str], int]
@@ -189,11 +189,11 @@ def more_summaries(chat: Chat, item: SummaryItem, summaries: list[str], config: 
                    count: TokenCount) -> list[str]:
     """``summaries`` extended with alternatives from numbered-list replies until ``item.wanted`` (bounded).
 
-    An alternative is kept when it is not empty, fits the limit and differs (after ``normalise``) from every
+    An alternative is kept when it is not empty, fits the limit and differs (after ``normalise_text``) from every
     summary kept so far. Raises ``JobFailed`` when the calls run out first.
     """
     summaries = list(summaries)
-    seen = {normalise(s) for s in summaries}
+    seen = {normalise_text(s) for s in summaries}
     calls = math.ceil(max(0, item.wanted - len(summaries)) / config.per_call) + config.extra_calls
     made = 0
     while len(summaries) < item.wanted and made < calls:
@@ -201,7 +201,7 @@ def more_summaries(chat: Chat, item: SummaryItem, summaries: list[str], config: 
         reply = chat.ask(MULTI.format(n=config.per_call, words=config.words), multi_message(item.text, summaries),
                          max_tokens=config.multi_max_tokens)
         for candidate in parse_numbered(reply):
-            key = normalise(candidate)
+            key = normalise_text(candidate)
             if key and key not in seen and count(candidate) <= config.limit:
                 seen.add(key)
                 summaries.append(candidate)

@@ -19,7 +19,7 @@ from densecaption.errors import UserError
 from densecaption.models.base import EmbeddingModel, autocast, batched
 from densecaption.models.lora import apply_lora
 from densecaption.models.registry import ModelSpec
-from densecaption.models.weights import weights_of_folder, write_marker
+from densecaption.models.weights import transformers_source, write_marker
 
 # model_type -> transformers class name; the only kinds an embedding benchmark can score.
 KINDS = {"clip": "CLIPModel", "siglip": "SiglipModel"}
@@ -131,15 +131,8 @@ def load_hf(parsed: ModelSpec, *, spec: str, device: str, lora: str | None = Non
     from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
 
     target = parsed.target
-    folder = Path(target).expanduser()
-    if folder.is_dir():
-        if not (folder / "config.json").is_file():
-            raise UserError(f"model spec {spec!r}: {folder} has no config.json (not a transformers model folder)")
-        source, weights = str(folder), weights_of_folder(folder)
-    elif target.startswith((".", "/", "~")) or folder.exists():
-        raise UserError(f"model spec {spec!r}: {folder} is not a folder")
-    else:
-        source, weights = target, "pretrained"
+    resolved = transformers_source(target, label=f"model spec {spec!r}")
+    source, weights = resolved.path_or_id, resolved.weights
     try:
         config = AutoConfig.from_pretrained(source)
         kind = getattr(config, "model_type", None)
@@ -154,7 +147,7 @@ def load_hf(parsed: ModelSpec, *, spec: str, device: str, lora: str | None = Non
                         f"({first_line(e)}); install it, e.g. pip install sentencepiece "
                         f"protobuf") from e
     except (OSError, ValueError) as e:
-        if weights == "pretrained":
+        if not resolved.is_local:
             raise UserError(f"model spec {spec!r}: could not load {target!r} from the hub: there is no network "
                             f"access or Hugging Face cache for it ({first_line(e)}). Download the model "
                             f"elsewhere and pass its folder: hf:/path/to/folder") from e

@@ -8,7 +8,6 @@ can get from the fluency of the texts alone; on the SCM tests it is at chance by
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -18,7 +17,7 @@ from densecaption.errors import UserError
 from densecaption.models.base import ImageTextModel, batched
 from densecaption.models.lora import apply_lora
 from densecaption.models.registry import ModelSpec
-from densecaption.models.weights import MARKER, weights_of_folder
+from densecaption.models.weights import transformers_source
 
 TEXT_ONLY_NOTE = ("text-only language prior: the image is ignored, so its SCM scores are image-independent "
                   "(at chance by construction) and only the Neg tests are meaningful")
@@ -113,36 +112,20 @@ def load_lm(parsed: ModelSpec, *, spec: str, device: str, lora: str | None = Non
     unknown = set(parsed.options) - {"gguf"}
     if unknown:
         raise UserError(f"model spec {spec!r}: unknown option(s) {', '.join(sorted(unknown))} (known: gguf)")
-    folder = Path(target).expanduser()
-    if folder.is_dir():
-        if gguf is not None and not (folder / gguf).is_file():
-            raise UserError(f"model spec {spec!r}: no GGUF file {gguf!r} in {folder}; "
-                            f"name one of its files after #gguf= or drop the option")
-        if gguf is not None and not (folder / MARKER).is_file():
-            weights = "pretrained"  # a GGUF file is a published checkpoint unless a marker says otherwise
-        else:
-            weights = weights_of_folder(folder)
-        source = str(folder)
-    elif looks_like_path(target):
-        raise UserError(f"model spec {spec!r}: {folder} is not a folder (give a model folder or a hub id)")
-    else:
-        weights, source = "pretrained", target
+    resolved = transformers_source(target, label=f"model spec {spec!r}", gguf=gguf, gguf_ok=True)
+    source, weights = resolved.path_or_id, resolved.weights
     extra = {"gguf_file": gguf} if gguf is not None else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **extra)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **extra)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
-        where = "the folder" if folder.is_dir() else "the hub id"
+        where = "the folder" if resolved.is_local else "the hub id"
         raise UserError(f"model spec {spec!r}: could not load a causal language model from {where} "
                         f"({first_line(e)}). Without network access, download the model elsewhere and give "
                         f"its local folder (lm:DIR, with #gguf=FILE for a GGUF file).") from e
     if lora is not None:
         model = apply_lora(model, lora)
     return LanguagePriorModel(model, tokenizer, spec=spec, weights=weights, device=device)
-
-
-def looks_like_path(target: str) -> bool:
-    return target.startswith(("/", ".", "~")) or target.count("/") > 1 or "\\" in target
 
 
 def first_line(error: Exception) -> str:

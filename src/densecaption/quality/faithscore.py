@@ -29,7 +29,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 
 from densecaption.generation.backends import TextBackend
 from densecaption.generation.jobs import Job, JobContext, JobFailed
-from densecaption.generation.replies import _POSTAMBLE, clean_line
+from densecaption.generation.replies import _POSTAMBLE, clean_line, normalise_text
 
 CATEGORIES = ("ENTITY", "SHAPE", "COLOR", "TEXTURE", "SPATIAL", "NON-SPATIAL", "OTHER")
 PROMPT_VERSION = "1"
@@ -167,7 +167,7 @@ def parse_facts(reply: str) -> list[ParsedFact]:
         text = clean_line(text).strip()
         if not text or _NONE.match(text) or not any(c.isalpha() for c in text):
             continue
-        key = " ".join(re.sub(r"[^0-9a-z]+", " ", text.lower()).split())
+        key = normalise_text(text)
         if key in seen:
             continue
         seen.add(key)

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from rich.table import Table
 
-from densecaption.data.dci import atomic_write_text
+from densecaption.files import atomic_write_text
 
 
 def write_result(path: Path, result: dict[str, Any]) -> None:

@@ -4,23 +4,22 @@ seeded ``seed + i`` (42, 43, ... by default), recorded in a manifest instead of 
 A run folder holds ``manifest.json`` (model, LoRA and the caption set behind it, prompts, settings),
 ``images/PPPPP_II.png`` and ``images.jsonl`` (one row per finished image: file, prompt, indices, seed). Rows
 are appended after each image is written, so a killed run resumes with what is missing; a folder holding a
-different run is refused. Under ``accelerate launch`` the images are shared out between the processes.
+different run is refused, and so is a second run while one holds the folder (a lock file, ``.lock``, in it).
+Under ``accelerate launch`` the images are shared out between the processes.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import inspect
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from densecaption.data.dci import atomic_write_text
 from densecaption.errors import UserError
 from densecaption.evaluation.results import versions
+from densecaption.files import JsonlLog, atomic_write, atomic_write_text, lock_or_fail
 from densecaption.t2i.lineage import RUN_IMAGES, RUN_KIND, RUN_MANIFEST, read_run_images
 
 PACKAGES = ("densecaption", "torch", "diffusers", "transformers", "peft", "accelerate")
@@ -118,29 +117,13 @@ def check_same_run(path: Path, old: dict[str, Any], new: dict[str, Any]) -> None
                         "--out, or --overwrite to start again")
 
 
-def append_row(path: Path, row: dict[str, Any]) -> None:
-    """One line, whole, under a lock: several processes may append to the same file."""
-    with path.open("a", encoding="utf-8") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        handle.flush()
-        fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def drop_torn_tail(path: Path) -> None:
-    """Cut a last line left half-written by a killed run, so the next row starts on a line of its own."""
-    if not path.is_file():
-        return
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with path.open("r+b") as handle:
-            handle.truncate(data.rfind(b"\n") + 1)
+def images_log(out: Path) -> JsonlLog:
+    """The run's ``images.jsonl``; appends wait for a lock beside it (several processes append to it)."""
+    return JsonlLog(out / RUN_IMAGES, lock=True)
 
 
 def save_image(image, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
 def resolve_dtype(name: str, device: str):
@@ -172,10 +155,6 @@ def generate_images(cfg: GenerateConfig, progress: Callable[[str, int | None], C
                     loaded=None) -> dict[str, Any]:
     """Generate what the run folder still lacks; returns counts (``generated``, ``skipped``, ``total``).
     ``loaded``: a pipeline from ``open_pipeline`` for the same model and LoRA, reused across runs."""
-    import shutil
-
-    import torch
-
     from densecaption.distributed import process_state
 
     if not cfg.prompts:
@@ -185,6 +164,22 @@ def generate_images(cfg: GenerateConfig, progress: Callable[[str, int | None], C
     state = process_state()
     rank, world = (state.process_index, state.num_processes) if state else (0, 1)
     out = Path(cfg.out).expanduser()
+    lock = None
+    if rank == 0:  # one run per folder: the main process holds it (the others are the same run)
+        out.mkdir(parents=True, exist_ok=True)
+        lock = lock_or_fail(out, "this run folder")
+    try:
+        return _generate(cfg, out, state, rank, world, progress, loaded)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _generate(cfg: GenerateConfig, out: Path, state, rank: int, world: int, progress, loaded) -> dict[str, Any]:
+    import shutil
+
+    import torch
+
     if cfg.overwrite and rank == 0 and out.exists():
         for name in (RUN_MANIFEST, RUN_IMAGES, "images"):
             target = out / name
@@ -203,8 +198,9 @@ def generate_images(cfg: GenerateConfig, progress: Callable[[str, int | None], C
     elif rank == 0:
         (out / "images").mkdir(parents=True, exist_ok=True)
         atomic_write_text(manifest_path, json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    log = images_log(out)
     if rank == 0:
-        drop_torn_tail(out / RUN_IMAGES)
+        log.repair()
     if state:
         state.wait_for_everyone()
 
@@ -222,8 +218,8 @@ def generate_images(cfg: GenerateConfig, progress: Callable[[str, int | None], C
         for (p, i), image in zip(batch, images):
             file = image_file(p, i)
             save_image(image, out / file)
-            append_row(out / RUN_IMAGES, {"file": file, "prompt": cfg.prompts[p], "prompt_index": p,
-                                          "image_index": i, "seed": cfg.seed + i})
+            log.append({"file": file, "prompt": cfg.prompts[p], "prompt_index": p, "image_index": i,
+                        "seed": cfg.seed + i})
         advance(len(batch))
     if state:
         state.wait_for_everyone()

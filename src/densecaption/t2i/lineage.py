@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from densecaption.errors import DataError, UserError
+from densecaption.files import JsonlLog
 
 RUN_KIND = "densecaption.t2i-images"
 RUN_MANIFEST = "manifest.json"
@@ -69,16 +70,14 @@ def read_run_images(run: Path | str) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     rows: dict[tuple[int, int], dict[str, Any]] = {}
-    lines = path.read_text(encoding="utf-8").split("\n")
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    lines = JsonlLog(path).lines()
+    for n, line in lines:
         try:
             row = json.loads(line)
             key = (int(row["prompt_index"]), int(row["image_index"]))
             str(row["file"]), str(row["prompt"]), int(row["seed"])
         except (ValueError, KeyError, TypeError) as e:
-            if n == len(lines) or (n == len(lines) - 1 and not lines[-1]):
+            if n == lines[-1][0]:
                 continue  # the last line of a killed run
             raise UserError(f"{path}:{n}: not an image row ({e})") from None
         if (Path(run) / row["file"]).is_file():

@@ -1,5 +1,5 @@
-"""Text-to-image pipelines: the model families, resolving a model spec, loading a pipeline (optionally with a
-LoRA written by ``train t2i``) and tiny random pipelines for offline tests.
+"""Text-to-image pipelines: resolving a model spec to a family (``t2i.families``), loading a pipeline
+(optionally with a LoRA written by ``train t2i``) and tiny random pipelines for offline tests.
 
 A model spec is a family name (its default hub checkpoint), a hub id or a local diffusers folder
 (``save_pretrained`` layout). The family of a folder or hub id comes from its ``model_index.json``.
@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from densecaption.errors import UserError
-from densecaption.models.weights import weights_of_folder, write_marker
+from densecaption.models.weights import resolve_source, write_marker
+from densecaption.t2i.families import FAMILIES, T2IFamily, families, family_of_class
 
 if TYPE_CHECKING:
     import torch
@@ -34,33 +35,6 @@ PEFT_WEIGHTS = "adapter_model.safetensors"
 PEFT_CONFIG = "adapter_config.json"
 DIFFUSERS_LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 ADAPTER_NAME = "densecaption"
-
-
-@dataclass(frozen=True)
-class T2IFamily:
-    """One model family: its default checkpoint, pipeline class, denoiser and what training needs to know."""
-
-    name: str
-    hub_id: str
-    pipeline_class: str
-    denoiser: str
-    max_text_length: int
-    resolution: int
-    lora_targets: tuple[str, ...]
-    lora_format: str = "diffusers"
-    """``diffusers`` (pipeline ``load_lora_weights``) or ``peft`` (adapter injected into the denoiser)."""
-    lowercase_prompts: bool = False
-    """The pipeline lowercases prompts before tokenising (PixArt's ``_text_preprocessing``)."""
-    longer_lengths: tuple[int, ...] = ()
-    """Longer text windows the text encoder can take: truncation is also reported for these."""
-    guidance_scale: float = 7.5
-    exact_size_kwargs: tuple[tuple[str, Any], ...] = ()
-    """Pipeline call arguments that make it generate exactly the height and width asked for."""
-    build_random: Callable[[Path, int], Any] | None = None
-    """Builds the tiny random pipeline (a diffusers pipeline object) for ``init_random_pipeline``."""
-    random_tokenizer: str = "CLIP BPE from open_clip's vocabulary (the real CLIP ids)"
-    """What the tiny random pipeline's tokenizer is, for its marker."""
-    description: str = ""
 
 
 @dataclass
@@ -228,42 +202,13 @@ def _random_sdxl(out: Path, seed: int):
                                      unet=unet, scheduler=scheduler, image_encoder=None, feature_extractor=None)
 
 
-_SD_TARGETS = ("to_k", "to_q", "to_v", "to_out.0")
-
-FAMILIES: dict[str, T2IFamily] = {f.name: f for f in (
-    T2IFamily(name="pixart-alpha", hub_id="PixArt-alpha/PixArt-XL-2-512x512", pipeline_class="PixArtAlphaPipeline",
-              denoiser="transformer", max_text_length=120, resolution=512,
-              lora_targets=("to_k", "to_q", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
-                            "proj", "linear", "linear_1", "linear_2"),
-              lora_format="peft", lowercase_prompts=True, longer_lengths=(256, 300, 512), guidance_scale=4.5,
-              exact_size_kwargs=(("use_resolution_binning", False),), build_random=_random_pixart,
-              random_tokenizer="sentencepiece unigram trained on the bundled sample's texts (a test tokenizer, "
-                               "not T5's)",
-              description="PixArt-alpha (T5-XXL text encoder, 120 tokens), as in Captions4T2I"),
-    T2IFamily(name="sd21", hub_id="stabilityai/stable-diffusion-2-1", pipeline_class="StableDiffusionPipeline",
-              denoiser="unet", max_text_length=77, resolution=768, lora_targets=_SD_TARGETS, guidance_scale=7.5,
-              build_random=_random_sd21, description="Stable Diffusion 2.1 (OpenCLIP-H text encoder, 77 tokens)"),
-    T2IFamily(name="sdxl", hub_id="stabilityai/stable-diffusion-xl-base-1.0",
-              pipeline_class="StableDiffusionXLPipeline", denoiser="unet", max_text_length=77, resolution=1024,
-              lora_targets=_SD_TARGETS, guidance_scale=5.0,
-              build_random=_random_sdxl, description="SDXL base 1.0 (two CLIP text encoders, 77 tokens)"),
-)}
-
-
-def family_of_class(class_name: str) -> T2IFamily | None:
-    return next((f for f in FAMILIES.values() if f.pipeline_class == class_name), None)
-
-
 # --------------------------------------------------------------------------------------------- resolving
-
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
 
 def _family_from_index(index: dict, where: str, spec: str) -> T2IFamily:
     name = index.get("_class_name")
     family = family_of_class(str(name))
     if family is None:
-        known = ", ".join(f"{f.pipeline_class} ({f.name})" for f in FAMILIES.values())
+        known = ", ".join(f"{f.pipeline_class} ({f.name})" for f in families())
         raise UserError(f"{spec}: {where} names pipeline class {name!r}; supported: {known}")
     return family
 
@@ -271,11 +216,12 @@ def _family_from_index(index: dict, where: str, spec: str) -> T2IFamily:
 def resolve_model(spec: str) -> ResolvedModel:
     """A family name (its default hub checkpoint), a local pipeline folder or a hub id -> ``ResolvedModel``."""
     if spec in FAMILIES:
-        family = FAMILIES[spec]
+        family = FAMILIES.get(spec)
         return ResolvedModel(spec=spec, family=family, source=family.hub_id, weights="pretrained")
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        index_file = path / "model_index.json"
+    expected = f"a model family ({', '.join(FAMILIES)}), an existing pipeline folder or a hub id (org/name)"
+    source = resolve_source(spec, expected=expected, org_required=True)
+    if source.is_local:
+        index_file = source.folder / "model_index.json"
         if not index_file.is_file():
             raise UserError(f"{spec}: not a diffusers pipeline folder (no model_index.json)")
         try:
@@ -283,15 +229,10 @@ def resolve_model(spec: str) -> ResolvedModel:
         except ValueError as e:
             raise UserError(f"{index_file}: not valid JSON ({e})") from None
         family = _family_from_index(index, str(index_file), spec)
-        return ResolvedModel(spec=spec, family=family, source=str(path.resolve()), weights=weights_of_folder(path))
-    if path.exists():
-        raise UserError(f"{spec}: a file, not a pipeline folder, family name or hub id")
-    for family in FAMILIES.values():
+        return ResolvedModel(spec=spec, family=family, source=source.path_or_id, weights=source.weights)
+    for family in families():
         if spec == family.hub_id:
             return ResolvedModel(spec=spec, family=family, source=spec, weights="pretrained")
-    if not _HUB_ID.match(spec):
-        raise UserError(f"{spec}: not a model family ({', '.join(FAMILIES)}), an existing pipeline folder or a "
-                        "hub id (org/name)")
     try:
         from huggingface_hub import hf_hub_download
 
@@ -453,9 +394,7 @@ def init_random_pipeline(family: str, out: Path, *, seed: int = 0) -> Path:
     Sizes: a 4-level VAE (8x downsampling), 2-layer text encoders and a denoiser of a few channels. SD and
     SDXL generate 64 px images by default; PixArt's size class is 256 px (its pipeline bins sizes to
     256/512/1024 classes), and generates any size with ``use_resolution_binning=False``."""
-    if family not in FAMILIES:
-        raise UserError(f"{family!r}: no such text-to-image family; choose {', '.join(FAMILIES)}")
-    spec = FAMILIES[family]
+    spec = FAMILIES.get(family)  # an unknown name: a UserError with the closest and the known ones
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with quiet_hf():

@@ -18,9 +18,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from densecaption.data.dci import DCIDataset, atomic_write_text
+from densecaption.data.dci import DCIDataset
 from densecaption.data.findings import SkipLog
 from densecaption.errors import UserError
+from densecaption.files import atomic_write_text
 from densecaption.training.data import EntryDataset, load_entries
 from densecaption.training.losses import DenseCaptionLoss
 from densecaption.training.run_state import MetricsLog, RunState

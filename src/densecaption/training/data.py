@@ -14,6 +14,7 @@ from densecaption.data.dci import DCIDataset
 from densecaption.data.findings import SkipLog
 from densecaption.data.schema import Box
 from densecaption.data.sdci import EntryFilter, records_with_sizes, sdci_entries
+from densecaption.seeding import keyed_rng
 
 Captions = Literal["first", "pick1", "pickN"]
 PHOTO_CACHE = 16
@@ -93,7 +94,7 @@ class EntryDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         entry = self.entries[i]
-        rng = random.Random(f"{self.seed}:{self.epoch}:{i}")
+        rng = keyed_rng(self.seed, self.epoch, i)
         crop = self.photo(entry.photo).crop((entry.crop.x0, entry.crop.y0, entry.crop.x1, entry.crop.y1))
         return {"pixels": self.backend.pixel_values([crop])[0],
                 "positives": choose_captions(entry, self.captions, self.n, rng),

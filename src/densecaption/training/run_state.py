@@ -15,8 +15,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from densecaption.data.dci import atomic_write_text
 from densecaption.errors import UserError
+from densecaption.files import JsonlLog, atomic_write_text
 
 STATE_FILE = "trainer_state.json"
 
@@ -27,16 +27,15 @@ class MetricsLog:
 
     def __init__(self, path: Path, *, enabled: bool, after_step: int | None = None, tracker=None):
         self.path, self.enabled, self.tracker = path, enabled, tracker
+        self.log = JsonlLog(path)
         if enabled and after_step is not None and path.exists():
-            kept = [line for line in path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= after_step]
-            atomic_write_text(path, "".join(line + "\n" for line in kept))
+            self.log.keep(lambda record: record.get("step", 0) <= after_step)
+        elif enabled:
+            self.log.repair()  # a line torn by a kill would otherwise swallow the next record
 
     def write(self, record: dict) -> None:
         if self.enabled:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+            self.log.append(record)
         if self.tracker is not None:  # TensorBoard, when installed (every process calls; accelerate filters)
             self.tracker.log({k: v for k, v in record.items() if k not in ("epoch", "step")}, step=record["step"])
 

@@ -9,6 +9,8 @@ from typing import Iterator, Sequence
 
 from torch.utils.data import Sampler
 
+from densecaption.seeding import keyed_rng
+
 
 class EpochBatchSampler(Sampler[list[int]]):
     """Base: ``set_epoch`` picks the epoch's order; ``state_dict`` lets a resumed run find its place."""
@@ -26,7 +28,7 @@ class EpochBatchSampler(Sampler[list[int]]):
         self.seed, self.epoch = state["seed"], state["epoch"]
 
     def rng(self) -> random.Random:
-        return random.Random(f"{self.seed}:{self.epoch}")
+        return keyed_rng(self.seed, self.epoch)
 
     def batches(self) -> list[list[int]]:
         raise NotImplementedError

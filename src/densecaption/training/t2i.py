@@ -15,10 +15,11 @@ import importlib.util
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from densecaption.data.dci import atomic_write_text
 from densecaption.errors import UserError
+from densecaption.files import atomic_write_text
+from densecaption.t2i.families import StepContext
 from densecaption.training.run_state import MetricsLog, RunState, latest_checkpoint
 from densecaption.training.t2i_data import (CaptionData, TensorCache, TrainRow, cache_key, file_sha256, fill_cache,
                                             load_image, pipeline_tokenizer, read_captions, truncation_report)
@@ -71,85 +72,6 @@ class TrainT2IConfig:
     """``latest`` or a checkpoint folder: continue a run that stopped."""
     stop_after_steps: int | None = field(default=None, repr=False)
     """For tests of resuming: end the process abruptly after this many steps."""
-
-
-# ------------------------------------------------------------------------------------ family adapters
-
-@dataclass(frozen=True)
-class StepContext:
-    """What a denoiser call needs besides the batch."""
-
-    resolution: int
-    additional_conditions: bool
-
-
-@dataclass(frozen=True)
-class FamilyTraining:
-    """What differs between families: how texts are encoded (returning pipeline ``__call__`` keyword
-    arguments, batch first), which components are text encoders, and the denoiser's forward call."""
-
-    text_encoders: tuple[str, ...]
-    encode: Callable[..., dict]
-    forward: Callable[..., Any]
-    call_kwargs: tuple[tuple[str, Any], ...] = ()
-    """Pipeline call arguments needed with precomputed embeddings (PixArt's default negative prompt is "")."""
-
-
-def _encode_pixart(pipe, texts: list[str], length: int, device, guidance: bool) -> dict:
-    embeds, mask, neg, neg_mask = pipe.encode_prompt(texts, do_classifier_free_guidance=guidance, negative_prompt="",
-                                                     device=device, clean_caption=False, max_sequence_length=length)
-    out = {"prompt_embeds": embeds, "prompt_attention_mask": mask}
-    if guidance:
-        out.update(negative_prompt_embeds=neg, negative_prompt_attention_mask=neg_mask)
-    return out
-
-
-def _forward_pixart(denoiser, noisy, timesteps, batch: dict, step: StepContext):
-    added = {"resolution": None, "aspect_ratio": None}
-    if step.additional_conditions:  # PixArt's 1024 px models condition on the image size and aspect ratio
-        n = noisy.shape[0]
-        added = {"resolution": noisy.new_tensor([[step.resolution, step.resolution]]).repeat(n, 1),
-                 "aspect_ratio": noisy.new_tensor([[1.0]]).repeat(n, 1)}
-    return denoiser(noisy, encoder_hidden_states=batch["prompt_embeds"],
-                    encoder_attention_mask=batch["prompt_attention_mask"], timestep=timesteps,
-                    added_cond_kwargs=added, return_dict=False)[0]
-
-
-def _encode_sd(pipe, texts: list[str], length: int, device, guidance: bool) -> dict:
-    embeds, neg = pipe.encode_prompt(texts, device, 1, guidance)
-    return {"prompt_embeds": embeds, **({"negative_prompt_embeds": neg} if guidance else {})}
-
-
-def _forward_sd(denoiser, noisy, timesteps, batch: dict, step: StepContext):
-    return denoiser(noisy, timesteps, encoder_hidden_states=batch["prompt_embeds"], return_dict=False)[0]
-
-
-def _encode_sdxl(pipe, texts: list[str], length: int, device, guidance: bool) -> dict:
-    embeds, neg, pooled, neg_pooled = pipe.encode_prompt(texts, device=device, num_images_per_prompt=1,
-                                                         do_classifier_free_guidance=guidance)
-    out = {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
-    if guidance:
-        out.update(negative_prompt_embeds=neg, negative_pooled_prompt_embeds=neg_pooled)
-    return out
-
-
-def _forward_sdxl(denoiser, noisy, timesteps, batch: dict, step: StepContext):
-    import torch
-
-    # SDXL's micro-conditioning: original size, crop top-left, target size (as diffusers' SDXL scripts)
-    target = noisy.new_tensor([[step.resolution, step.resolution]]).repeat(noisy.shape[0], 1)
-    time_ids = torch.cat([batch["original_size"].to(noisy), batch["crop_top_left"].to(noisy), target], dim=1)
-    added = {"text_embeds": batch["pooled_prompt_embeds"], "time_ids": time_ids}
-    return denoiser(noisy, timesteps, encoder_hidden_states=batch["prompt_embeds"], added_cond_kwargs=added,
-                    return_dict=False)[0]
-
-
-FAMILY_TRAINING: dict[str, FamilyTraining] = {
-    "pixart-alpha": FamilyTraining(("text_encoder",), _encode_pixart, _forward_pixart,
-                                   call_kwargs=(("negative_prompt", None),)),
-    "sd21": FamilyTraining(("text_encoder",), _encode_sd, _forward_sd),
-    "sdxl": FamilyTraining(("text_encoder", "text_encoder_2"), _encode_sdxl, _forward_sdxl),
-}
 
 
 # ------------------------------------------------------------------------------------------- dataset
@@ -253,7 +175,7 @@ def train_t2i(cfg: TrainT2IConfig, progress: Callable[[str, int | None], Callabl
     data: CaptionData = read_captions(cfg.captions)
     resolved = resolve_model(cfg.model)
     family = resolved.family
-    adapter = FAMILY_TRAINING[family.name]
+    adapter = family.training
     length = _text_window(cfg, family)
 
     tensorboard = importlib.util.find_spec("tensorboard") is not None

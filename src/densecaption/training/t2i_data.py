@@ -20,6 +20,7 @@ from densecaption.captionsets.compose import join_parts
 from densecaption.captionsets.export import GRID_KIND, KIND as SET_KIND
 from densecaption.captionsets.tokens import TextTokenizer, token_report
 from densecaption.errors import DataError, UserError
+from densecaption.files import atomic_write
 
 METADATA = "metadata.jsonl"
 
@@ -207,10 +208,8 @@ class TensorCache:
         """Write atomically (a killed run leaves no half file)."""
         from safetensors.torch import save_file
 
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / f".{key}.tmp"
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
-        tmp.replace(self.path(key))
+        rows = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+        atomic_write(self.path(key), lambda tmp: save_file(rows, str(tmp)))
 
     def get(self, key: str) -> dict:
         if key in self.memory:

@@ -14,7 +14,6 @@ Hub ids need network access or the Hugging Face cache; tests save tiny random mo
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Sequence
@@ -23,7 +22,8 @@ from PIL.Image import Image
 
 from densecaption.errors import UserError
 from densecaption.evaluation.compbench.scoring import Box, Detection, box_iou, yes_probability
-from densecaption.models.weights import weights_of_folder
+from densecaption.models.weights import transformers_source
+from densecaption.registry import Registry
 
 DEFAULT_VQA_MODEL = "Salesforce/blip-vqa-capfilt-large"
 DEFAULT_VQA_IMAGE_SIZE = 480  # upstream's configs/vqa.yaml
@@ -34,17 +34,25 @@ NMS_IOU = 0.5  # per-label NMS on transformers detectors, as detectron2 (UniDet)
 QUESTION_MAX_TOKENS = 35  # BLIP VQA truncates questions there
 GROUNDING_TEXT_THRESHOLD = 0.25
 
-
-def resolve_source(spec: str, what: str) -> tuple[str, str]:
-    """(hub id or absolute folder, weights) of a model given as a hub id or a local folder."""
-    folder = Path(spec).expanduser()
-    if folder.is_dir():
-        if not (folder / "config.json").is_file():
-            raise UserError(f"{what} {spec!r}: {folder} has no config.json (not a transformers model folder)")
-        return str(folder.resolve()), weights_of_folder(folder)
-    if spec.startswith((".", "/", "~")) or folder.exists():
-        raise UserError(f"{what} {spec!r}: {folder} is not a folder")
-    return spec, "pretrained"
+# kind -> loader(parsed, *, spec, device, threshold) -> Detector. Metadata: ``needs_model`` (the spec names a
+# hub id or folder after the kind, ``KIND:ID_OR_DIR``), ``spec`` (its form, for help texts) and, for
+# transformers detectors, ``model_type`` (the config's, checked on loading) and ``query`` (how it is asked).
+DETECTORS: Registry = Registry("detector kind")
+_HF_DETECTOR = "densecaption.evaluation.compbench.models:load_hf_detector"
+DETECTORS.register("owlv2", _HF_DETECTOR,
+                   summary="OWLv2, a transformers zero-shot detector queried with object names",
+                   needs_model=True, spec="owlv2:ID_OR_DIR", model_type="owlv2", query="owl")
+DETECTORS.register("owlvit", _HF_DETECTOR,
+                   summary="OWL-ViT, a transformers zero-shot detector queried with object names",
+                   needs_model=True, spec="owlvit:ID_OR_DIR", model_type="owlvit", query="owl")
+DETECTORS.register("grounding-dino", _HF_DETECTOR,
+                   summary="Grounding DINO, a transformers zero-shot detector queried with object names",
+                   needs_model=True, spec="grounding-dino:ID_OR_DIR", model_type="grounding-dino",
+                   query="grounding_dino")
+DETECTORS.register("opencv-haar", "densecaption.evaluation.compbench.models:load_haar",
+                   summary="OpenCV's Haar cascades, finding frontal faces as 'person' and 'cat' (weak: offline "
+                           "checks only)",
+                   needs_model=False, spec="opencv-haar")
 
 
 def _load_error(what: str, spec: str, weights: str, error: Exception) -> UserError:
@@ -154,7 +162,8 @@ def load_blip_vqa(spec: str, *, device: str = "cpu", image_size: int = DEFAULT_V
     from transformers import AutoConfig, BlipForQuestionAnswering, BlipProcessor
 
     target = spec[3:] if spec.startswith("hf:") else spec
-    source, weights = resolve_source(target, "VQA model")
+    resolved = transformers_source(target, label=f"VQA model {spec!r}")
+    source, weights = resolved.path_or_id, resolved.weights
     try:
         config = AutoConfig.from_pretrained(source)
         if getattr(config, "model_type", None) != "blip":
@@ -189,9 +198,8 @@ class DetectorSpec:
     def parse(cls, spec: str) -> "DetectorSpec":
         kind, _, target = spec.partition(":")
         if kind not in DETECTORS:
-            raise UserError(f"detector {spec!r}: unknown kind {kind!r} (known: {', '.join(sorted(DETECTORS))}; "
-                            f"e.g. {DEFAULT_DETECTOR})")
-        needs_target = DETECTORS[kind][1]
+            raise UserError(f"detector {spec!r}: {DETECTORS.unknown_message(kind)}; e.g. {DEFAULT_DETECTOR}")
+        needs_target = DETECTORS.entry(kind).meta["needs_model"]
         if needs_target and not target:
             raise UserError(f"detector {spec!r}: give a hub id or folder, e.g. {kind}:ID_OR_DIR")
         if not needs_target and target:
@@ -236,7 +244,7 @@ class HFZeroShotDetector:
         sizes = [(im.height, im.width) for im in rgb]
         queries = [wanted[i] for i in todo]
         with torch.inference_mode():
-            found = DETECTOR_QUERIES[self.kind](self, rgb, sizes, queries)
+            found = getattr(self, "_" + DETECTORS.entry(self.kind).meta["query"])(rgb, sizes, queries)
         for i, dets in zip(todo, found):
             out[i] = nms_per_label([d for d in dets if d.label in wanted[i]])
         return out
@@ -277,21 +285,18 @@ def _detections(names, scores, boxes) -> list[Detection]:
             for n, s, b in zip(names, scores, boxes)]
 
 
-DETECTOR_QUERIES = {"owlvit": HFZeroShotDetector._owl, "owlv2": HFZeroShotDetector._owl,
-                    "grounding-dino": HFZeroShotDetector._grounding_dino}
-HF_DETECTOR_TYPES = {"owlvit": "owlvit", "owlv2": "owlv2", "grounding-dino": "grounding-dino"}
-
-
 def load_hf_detector(parsed: DetectorSpec, *, spec: str, device: str, threshold: float) -> HFZeroShotDetector:
     import torch
     from transformers import AutoConfig, AutoModelForZeroShotObjectDetection, AutoProcessor
 
-    source, weights = resolve_source(parsed.target, "detector")
+    resolved = transformers_source(parsed.target, label=f"detector {spec!r}")
+    source, weights = resolved.path_or_id, resolved.weights
     try:
         config = AutoConfig.from_pretrained(source)
-        if getattr(config, "model_type", None) != HF_DETECTOR_TYPES[parsed.kind]:
-            raise UserError(f"detector {spec!r}: the model is a {config.model_type!r}, not "
-                            f"{HF_DETECTOR_TYPES[parsed.kind]!r} (use the matching KIND: prefix)")
+        model_type = DETECTORS.entry(parsed.kind).meta["model_type"]
+        if getattr(config, "model_type", None) != model_type:
+            raise UserError(f"detector {spec!r}: the model is a {config.model_type!r}, not {model_type!r} "
+                            f"(use the matching KIND: prefix)")
         model = AutoModelForZeroShotObjectDetection.from_pretrained(source, dtype=torch.float32)
         processor = AutoProcessor.from_pretrained(source)
     except (OSError, ValueError) as e:
@@ -367,20 +372,10 @@ def load_haar(parsed: DetectorSpec, *, spec: str, device: str, threshold: float)
     return HaarDetector()
 
 
-# kind -> (loader "module:function", whether the spec names a model)
-DETECTORS: dict[str, tuple[str, bool]] = {
-    "owlvit": ("densecaption.evaluation.compbench.models:load_hf_detector", True),
-    "owlv2": ("densecaption.evaluation.compbench.models:load_hf_detector", True),
-    "grounding-dino": ("densecaption.evaluation.compbench.models:load_hf_detector", True),
-    "opencv-haar": ("densecaption.evaluation.compbench.models:load_haar", False),
-}
-
-
 def load_detector(spec: str, *, device: str = "cpu", threshold: float = DEFAULT_THRESHOLD) -> Detector:
     """A detector from its spec string ``KIND[:ID_OR_DIR]`` (see DETECTORS)."""
     parsed = DetectorSpec.parse(spec)
-    module, _, func = DETECTORS[parsed.kind][0].partition(":")
-    return getattr(importlib.import_module(module), func)(parsed, spec=spec, device=device, threshold=threshold)
+    return DETECTORS.get(parsed.kind)(parsed, spec=spec, device=device, threshold=threshold)
 
 
 # --------------------------------------------------------------------------------------------------------------

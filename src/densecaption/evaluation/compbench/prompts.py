@@ -1,4 +1,4 @@
-"""T2I-CompBench's prompt files and categories (spec/t2i-compbench.md).
+"""T2I-CompBench's prompt files and categories (docs/t2i-compbench.md).
 
 The official files (``<category>_val.txt``, 300 prompts each, the maintainers' protocol) mostly use CRLF line
 endings and some lack a final newline; ``read_prompts`` reads them all alike. Nothing here imports a model, so
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from densecaption.errors import UserError
+from densecaption.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -23,26 +24,29 @@ class Category:
 
 
 # name -> category; the prompt file is ``<name>_<split>.txt``. Scorer names are those of scorers.SCORERS.
-CATEGORIES: dict[str, Category] = {c.name: c for c in (
-    Category("color", ("blip-vqa",)),
-    Category("shape", ("blip-vqa",)),
-    Category("texture", ("blip-vqa",)),
-    Category("spatial", ("spatial",)),
-    Category("non_spatial", ("clip",)),
-    Category("complex", ("3-in-1",)),
-    Category("numeracy", ("numeracy",)),
-    Category("3d_spatial", (), note="3D spatial scoring needs upstream's depth model (T2I-CompBench++), "
-                                    "which is not supported here"),
-)}
+CATEGORIES: Registry[Category] = Registry("T2I-CompBench category")
+
+
+def _category(name: str, scorers: tuple[str, ...], summary: str, note: str = "") -> None:
+    CATEGORIES.register(name, Category(name, scorers, note), summary=summary, scorers=scorers)
+
+
+_category("color", ("blip-vqa",), "attribute binding: colours (BLIP-VQA)")
+_category("shape", ("blip-vqa",), "attribute binding: shapes (BLIP-VQA)")
+_category("texture", ("blip-vqa",), "attribute binding: textures (BLIP-VQA)")
+_category("spatial", ("spatial",), "2D spatial relations (detected boxes)")
+_category("non_spatial", ("clip",), "non-spatial relations such as actions (CLIP cosine)")
+_category("complex", ("3-in-1",), "complex compositions (3-in-1: BLIP-VQA, spatial and CLIP by prompt type)")
+_category("numeracy", ("numeracy",), "object counts (detected counts; T2I-CompBench++)")
+_category("3d_spatial", (), "3D spatial relations (not scored here)",
+          note="3D spatial scoring needs upstream's depth model (T2I-CompBench++), which is not supported here")
 
 SPLITS = ("val", "train", "all")
 
 
 def check_category(name: str) -> Category:
-    """The category called ``name``, or a UserError listing the known ones."""
-    if name not in CATEGORIES:
-        raise UserError(f"unknown T2I-CompBench category {name!r} (known: {', '.join(CATEGORIES)})")
-    return CATEGORIES[name]
+    """The category called ``name``, or a UserError naming the closest and listing the known ones."""
+    return CATEGORIES.get(name)
 
 
 def prompt_file(compbench_dir: Path | str, category: str, split: str = "val") -> Path:

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from densecaption.data.dci import atomic_write_text
 from densecaption.errors import DataError
 from densecaption.evaluation.compbench.prompts import check_category
 from densecaption.evaluation.compbench.models import DetectorSpec
 from densecaption.evaluation.compbench.scorers import SCORERS, CompbenchSettings, ImageRecord, ModelPool, Scorer
-from densecaption.evaluation.results import new_result, result_name, write_result
+from densecaption.evaluation.results import EvalResult, result_name, write_result
+from densecaption.files import atomic_write_text
 from densecaption.t2i.lineage import RUN_IMAGES, find_runs, read_run_manifest
 
 TASK = "t2i-compbench"
@@ -199,7 +199,7 @@ def run_compbench(images: Path | str, out: Path | str, *, settings: CompbenchSet
         data_sha = images_sha256(run, records)
         folder = _compbench_dir(settings, manifest, run)
         for scorer_name in spec.scorers:
-            scorer = SCORERS[scorer_name](pool, folder)
+            scorer = SCORERS.get(scorer_name)(pool, folder)
             outcomes.append(_score_one(scorer, run, manifest, cat, records, data_sha, out, settings=settings,
                                        overwrite=overwrite, progress=progress, pool=pool))
     return outcomes
@@ -224,18 +224,20 @@ def _score_one(scorer: Scorer, run: Path, manifest: dict[str, Any], cat: str, re
     generator_weights = manifest.get("weights")
     weights = combined_weights([generator_weights] + [m["weights"] for m in models.values()])
     mean = sum(r["score"] for r in rows) / len(rows)
-    result = new_result(
-        TASK, model=identity["model"], lora=identity["lora"], weights=weights, generator_weights=generator_weights,
-        scorers=models, data=str(run), data_sha256=data_sha, split=cat, mode=scorer.name, config=scorer.config,
-        metrics={"score": mean}, counts={"score": len(rows)},
-        lineage={"images": str(run.resolve()), "lora_record": manifest.get("lora_record"),
-                 "caption_set": manifest.get("caption_set")},
-        spacy_model=pool.spacy_loaded, per_image=None, runtime_s=None)
+    result = EvalResult(
+        task=TASK, model=identity["model"], lora=identity["lora"], weights=weights, data=str(run),
+        data_sha256=data_sha, split=cat, mode=scorer.name, config=scorer.config, metrics={"score": mean},
+        counts={"score": len(rows)},
+        extra={"generator_weights": generator_weights, "scorers": models,
+               "lineage": {"images": str(run.resolve()), "lora_record": manifest.get("lora_record"),
+                           "caption_set": manifest.get("caption_set")},
+               "spacy_model": pool.spacy_loaded, "per_image": None})
     # write_result picks the file name (never a different run's); the per-image file takes its final stem.
     path = write_result(out, result)
-    result["per_image"] = path.stem + PER_IMAGE_SUFFIX
-    atomic_write_text(out / result["per_image"], "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    result["runtime_s"] = round(time.perf_counter() - started, 3)
+    result.extra["per_image"] = path.stem + PER_IMAGE_SUFFIX
+    atomic_write_text(out / result.extra["per_image"],
+                      "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    result.runtime_s = round(time.perf_counter() - started, 3)
     again = write_result(out, result)
     assert again == path, (again, path)
     return ScoredRun(str(run), cat, scorer.name, score=mean, count=len(rows), weights=weights, path=str(path))

@@ -24,6 +24,7 @@ from densecaption.evaluation.compbench.models import (DEFAULT_CLIP_MODEL, DEFAUL
                                                       load_blip_vqa, load_clip, load_detector)
 from densecaption.evaluation.compbench.prompts import complex_key, complex_prompt_lists, read_object_list
 from densecaption.evaluation.compbench.scoring import Token
+from densecaption.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -294,14 +295,37 @@ class NumeracyScorer(Scorer):
         return rows
 
 
-# Category scorer name (prompts.CATEGORIES) -> factory(pool, compbench_dir).
-SCORERS: dict[str, Callable[[ModelPool, Path | None], Scorer]] = {
-    "blip-vqa": lambda pool, folder: BlipVqaScorer(pool),
-    "spatial": lambda pool, folder: SpatialScorer(pool),
-    "clip": lambda pool, folder: ClipScorer(pool),
-    "3-in-1": lambda pool, folder: ThreeInOneScorer(pool, compbench_dir=_need(folder, "complex")),
-    "numeracy": lambda pool, folder: NumeracyScorer(pool, compbench_dir=_need(folder, "numeracy")),
-}
+# Category scorer name (prompts.CATEGORIES) -> factory(pool, compbench_dir) -> Scorer.
+SCORERS: Registry[Callable[[ModelPool, Path | None], Scorer]] = Registry("T2I-CompBench scorer")
+
+
+@SCORERS.register("blip-vqa", summary="BLIP-VQA: product of P(yes) for each noun phrase of the prompt",
+                  needs_compbench_dir=False)
+def _blip_vqa(pool: ModelPool, folder: Path | None) -> Scorer:
+    return BlipVqaScorer(pool)
+
+
+@SCORERS.register("spatial", summary="detected boxes of the two objects and the relation's geometry",
+                  needs_compbench_dir=False)
+def _spatial(pool: ModelPool, folder: Path | None) -> Scorer:
+    return SpatialScorer(pool)
+
+
+@SCORERS.register("clip", summary="raw CLIP cosine of image and prompt", needs_compbench_dir=False)
+def _clip(pool: ModelPool, folder: Path | None) -> Scorer:
+    return ClipScorer(pool)
+
+
+@SCORERS.register("3-in-1", summary="BLIP-VQA, spatial and CLIP, combined by the type of complex prompt",
+                  needs_compbench_dir=True)
+def _three_in_one(pool: ModelPool, folder: Path | None) -> Scorer:
+    return ThreeInOneScorer(pool, compbench_dir=_need(folder, "complex"))
+
+
+@SCORERS.register("numeracy", summary="detected object counts against the prompt's numbers",
+                  needs_compbench_dir=True)
+def _numeracy(pool: ModelPool, folder: Path | None) -> Scorer:
+    return NumeracyScorer(pool, compbench_dir=_need(folder, "numeracy"))
 
 
 def _need(folder: Path | None, category: str) -> Path:

@@ -1,4 +1,4 @@
-"""T2I-CompBench's scoring formulas as pure functions (spec/t2i-compbench.md; upstream Karine-Huang/T2I-CompBench).
+"""T2I-CompBench's scoring formulas as pure functions (docs/t2i-compbench.md; upstream Karine-Huang/T2I-CompBench).
 
 No model and no spaCy here: prompts arrive as ``Token`` lists and noun-chunk texts, images as ``Detection``
 lists, VQA answers as logits, so every formula is tested on constructed inputs. Where upstream's code would crash
