@@ -27,3 +27,14 @@ def test_line_ticker_without_total_counts_and_renames(capsys):
     now[0] = 3725.0
     tick(2)
     assert capsys.readouterr().err == "epoch 1: 2, 0.0/s, 1:02:05 elapsed\n"
+
+
+def test_a_stage_that_ends_short_of_its_total_gets_a_closing_line(capsys):
+    now = [0.0]
+    tick = LineTicker("encoding", 332, interval=30.0, clock=lambda: now[0])
+    now[0] = 12.0
+    tick(298)  # the 34 crops were not needed
+    tick.finish()
+    assert capsys.readouterr().err == "encoding: 298 done, took 0:00:12\n"
+    tick.finish()  # nothing new: no second line
+    assert capsys.readouterr().err == ""

@@ -71,8 +71,8 @@ def test_summaries_then_negatives_on_the_sample_against_the_fake_server(server, 
 
     import densecaption.generation.rules as rules
 
-    monkeypatch.setattr(rules, "rule_negatives", lambda texts, *, seed: [
-        {"swap": " ".join(reversed(t.split())), "replace": None} for t in texts])
+    monkeypatch.setattr(rules, "rule_negative_lists", lambda texts, *, seed, n: [
+        {"swap": [" ".join(reversed(t.split()))], "replace": []} for t in texts])
     neg = invoke("generate", "negatives", "--data", tmp_path / "sum", "--llm", llm, "--out", tmp_path / "neg",
                  "--rules", "--split", "train", "--limit", "1")
     assert neg.exit_code == 0, neg.output

@@ -206,12 +206,12 @@ def test_rule_negatives_are_screened(monkeypatch):
 
     calls = []
 
-    def stub(texts, *, seed):
+    def stub(texts, *, seed, n):
         calls.append((list(texts), seed))
-        return [{"swap": "floor grey a on box red a", "replace": "A red box on a grey floor!"},
-                {"swap": None, "replace": " ".join(["very"] * 80)}][:len(texts)]
+        return [{"swap": ["floor grey a on box red a"], "replace": ["A red box on a grey floor!"]},
+                {"swap": [], "replace": [" ".join(["very"] * 80)]}][:len(texts)]
 
-    monkeypatch.setattr(rules, "rule_negatives", stub)
+    monkeypatch.setattr(rules, "rule_negative_lists", stub)
     made, problems = rule_negatives_for([("f", "base", "a red box on a grey floor"), ("f", "m-1-sc", "a lid")],
                                         seed=7, count=words)
     assert calls == [(["a red box on a grey floor", "a lid"], 7)]

@@ -169,3 +169,35 @@ def test_lora_adapter_is_applied(tiny_hf_clip, tmp_path, images):
     torch.testing.assert_close(ours, peft_scores, atol=1e-4, rtol=1e-4)
     base = load_model(f"hf:{tiny_hf_clip}", device="cpu").score(images, TEXTS)
     assert (ours - base).abs().max() > 1e-3
+
+
+def test_adapter_made_elsewhere_loads_with_a_note_when_it_names_another_base(tiny_hf_clip, tmp_path):
+    import json
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import CLIPModel
+
+    folder = tmp_path / "adapter"  # as DCI's released adapters: peft files only, trained on a hub id
+    get_peft_model(CLIPModel.from_pretrained(str(tiny_hf_clip)),
+                   LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).save_pretrained(str(folder))
+    assert load_model(f"hf:{tiny_hf_clip}", device="cpu", lora=str(folder)).notes == ()
+    config = json.loads((folder / "adapter_config.json").read_text())
+    (folder / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path":
+                                                            "openai/clip-vit-base-patch32"}))
+    notes = load_model(f"hf:{tiny_hf_clip}", device="cpu", lora=str(folder)).notes
+    assert len(notes) == 1 and "openai/clip-vit-base-patch32" in notes[0]
+
+
+def test_adapter_for_other_layers_is_refused(tiny_hf_clip, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import load_file, save_file
+    from transformers import CLIPModel
+
+    folder = tmp_path / "adapter"
+    get_peft_model(CLIPModel.from_pretrained(str(tiny_hf_clip)),
+                   LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).save_pretrained(str(folder))
+    weights = load_file(str(folder / "adapter_model.safetensors"))  # layer 7 of a deeper model
+    save_file({k.replace("layers.1.", "layers.7."): v for k, v in weights.items()},
+              str(folder / "adapter_model.safetensors"))
+    with pytest.raises(UserError, match="match no layer of this model"):
+        load_model(f"hf:{tiny_hf_clip}", device="cpu", lora=str(folder))

@@ -84,7 +84,7 @@ def test_clipscore_without_prefix_or_references(tmp_path, tiny_clip):
     captions.write_text("".join(json.dumps({"file_name": f, "text": c}) + "\n" for f, c in CAPTIONS))
     result = CliRunner().invoke(quality.app, ["clipscore", "--captions", str(captions), "--images", str(PHOTOS),
                                               "--model", f"open_clip:local-dir:{tiny_clip}", "--prefix", "",
-                                              "--device", "cpu"])
+                                              "--device", "cpu", "--out", str(tmp_path / "caps.clipscore.json")])
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "caps.clipscore.json").read_text())
     clip_s, _ = independent(tiny_clip, prefix="")
@@ -97,3 +97,18 @@ def test_clip_s_clamps_and_harmonic_mean():
 
     assert float(clip_s(-0.3)) == 0 and float(clip_s(0.4)) == pytest.approx(1.0)
     assert harmonic(0.0, 0.5) == 0 and harmonic(1.0, 0.5) == pytest.approx(2 / 3)
+
+
+def test_a_damaged_image_is_named(tmp_path, tiny_clip):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    good = next(p for p in sorted(PHOTOS.iterdir()) if p.suffix == ".jpg")
+    (photos / "good.jpg").write_bytes(good.read_bytes())
+    (photos / "cut.jpg").write_bytes(good.read_bytes()[:200])  # a JPEG cut short
+    captions = tmp_path / "caps.jsonl"
+    captions.write_text("".join(json.dumps({"file_name": f, "text": "a photo"}) + "\n" for f in ("good.jpg", "cut.jpg")))
+    result = CliRunner().invoke(build_app(), ["quality", "clipscore", "--captions", str(captions), "--images",
+                                              str(photos), "--model", f"open_clip:local-dir:{tiny_clip}",
+                                              "--device", "cpu"])
+    assert result.exit_code == 1, result.output
+    assert f"{photos / 'cut.jpg'}: cannot read the image" in result.output and "Traceback" not in result.output

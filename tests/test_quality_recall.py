@@ -50,7 +50,8 @@ def test_cli_reads_caption_output_and_metadata_jsonl(tmp_path):
     (tmp_path / "caps.jsonl").write_text(
         "".join(json.dumps({"file": f"{i}.jpg", "caption": c[0], "model": "capt"}) + "\n"
                 for i, c in enumerate(CASES)) + '{"no": "text"}\n')
-    result = CliRunner().invoke(quality.app, ["recall", "--captions", str(tmp_path / "caps.jsonl")])
+    result = CliRunner().invoke(quality.app, ["recall", "--captions", str(tmp_path / "caps.jsonl"), "--out",
+                                              str(tmp_path / "caps.recall.json")])
     assert result.exit_code == 0, result.output
     assert "skipped" in result.output and "capt" in result.output
     data = json.loads((tmp_path / "caps.recall.json").read_text())

@@ -27,6 +27,8 @@ CAPTIONS = [
     "A black and white photo of 3 dogs sleeping on a blue couch.",
     "a glass of water on a wooden table made of stone",
     "A young woman holding a large umbrella walks past an old building.",
+    # two verbs of one form, both with an object: the only verb pair that may swap in this list
+    "A woman holding a cup smiles at a man reading a book.",
 ]
 SEEDS = range(12)
 COLOURS = {word for group in COLOUR_GROUPS for word in group}
@@ -218,3 +220,64 @@ def test_wordnet_from_an_explicit_folder(negator, monkeypatch):
     explicit = RuleNegatives(wordnet_dir=wordnet_root.parent.parent)  # the nltk_data folder
     assert Path(str(explicit.wordnet.root)) == wordnet_root
     assert explicit(CAPTIONS[:3], seed=5) == negator(CAPTIONS[:3], seed=5)
+
+
+# -- grammar of swaps, and several negatives per text ------------------------------------------------
+def _all_swaps(negator, text: str, n: int = 5, seeds=range(12)) -> set[str]:
+    return {edit.text for seed in seeds for edit in negator.edit_lists([text], seed=seed, n=n)[0]["swap"]}
+
+
+def test_swapped_adjectives_get_the_article_that_fits(negator):
+    # the two noun phrases are one list ("X and Y" -> "Y and X" stays true): only the adjectives swap
+    assert _all_swaps(negator, "an old chair and a red table") == {"a red chair and an old table"}
+    assert _all_swaps(negator, "A dog with an orange collar sleeps near a black cat.") == {
+        "A dog with a black collar sleeps near an orange cat.", "A dog with a black cat sleeps near an orange collar.",
+        "An orange collar with a dog sleeps near a black cat.", "A black cat with an orange collar sleeps near a dog."}
+
+
+def test_no_word_lands_next_to_itself(negator):
+    # "white" of "white-haired" never moves, and "elderly" does not swap with the "white" of the shirt
+    # (another place in front of its noun): no "An white white-haired woman"
+    text = "An elderly white-haired woman wearing a white shirt"
+    assert _all_swaps(negator, text) == {"A white shirt wearing an elderly white-haired woman"}
+    for caption in CAPTIONS + [text]:
+        for swap in _all_swaps(negator, caption, n=3, seeds=range(4)):
+            found = words(swap)
+            assert not any(x == y for x, y in zip(found, found[1:])), swap
+
+
+def test_only_phrases_of_one_number_and_verbs_of_one_form_swap(negator):
+    # "two dogs" never trades with a singular phrase, and a list never just reorders
+    assert _all_swaps(negator, "two dogs and a cat sit on a sofa") == {"two dogs and a sofa sit on a cat"}
+    # "stands" (VBZ) and "floating" (VBG, used as an adjective) do not swap: no "a stands island"
+    assert _all_swaps(negator, "A tower stands near a floating island.") == {"A floating island stands near a tower."}
+    # sizes swap with sizes, colours with colours ("a big small ball" never)
+    assert _all_swaps(negator, "a big red ball next to a small blue box") == {
+        "a small red ball next to a big blue box", "a big blue ball next to a small red box",
+        "a small blue box next to a big red ball"}
+
+
+def test_indefinite_article():
+    from densecaption.generation.rules import indefinite_article
+
+    cases = {"apple": "an", "red": "a", "hour": "an", "honest": "an", "unicorn": "a", "user": "a",
+             "one-way": "a", "European": "a", "Orange": "an", "8": "an", "11": "an", "110": "a", "2": "a"}
+    assert {word: indefinite_article(word) for word in cases} == cases
+
+
+def test_edit_lists_give_up_to_n_distinct_negatives_the_first_as_before(negator):
+    from densecaption.generation.rules import rule_negative_lists
+
+    rows = negator.edit_lists(CAPTIONS, seed=4, n=3)
+    firsts = negator.edits(CAPTIONS, seed=4)
+    for source, row, first in zip(CAPTIONS, rows, firsts):
+        for name in ("swap", "replace"):
+            texts = [edit.text for edit in row[name]]
+            assert 1 <= len(texts) <= 3 and row[name][0] == first[name], source
+            assert len({normalise_text(t) for t in texts} | {normalise_text(source)}) == len(texts) + 1
+    assert sum(len(row["replace"]) == 3 for row in rows) >= 6  # replacements are plenty in most captions
+    per_text = negator.edit_lists(CAPTIONS[:2], seed=4, n=[2, 0])
+    assert len(per_text[0]["replace"]) == 2 and per_text[1] == {"swap": [], "replace": []}
+    assert rule_negative_lists(CAPTIONS[:2], seed=4, n=2) == [
+        {name: [edit.text for edit in edits] for name, edits in row.items()}
+        for row in negator.edit_lists(CAPTIONS[:2], seed=4, n=2)]

@@ -123,3 +123,128 @@ def test_two_processes_and_the_adapter_in_bench(tiny, tmp_path):
     assert bench.exit_code == 0, bench.output
     record = json.loads(next((tmp_path / "results").glob("*.json")).read_text())
     assert record["lora"] == str(adapter) and record["counts"]["all_scm"] == 44
+
+
+# ------------------------------------------------------------------ adapters refuse another base model
+def _init_random(out: Path, arch: str = "ViT-B-32", *extra: str) -> str:
+    result = CliRunner().invoke(build_app(), ["models", "init-random", arch, str(out), "--tiny", *extra])
+    assert result.exit_code == 0, result.output
+    return f"open_clip:local-dir:{out}"
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny, tmp_path_factory) -> Path:
+    """A finished one-epoch run on the tiny model (no validation), for tests that only read it or copy it."""
+    out = tmp_path_factory.mktemp("trained-run")
+    train_clip(ClipTrainConfig(data="sample", model=tiny, out=str(out), split="test", valid_split=None, epochs=1,
+                               batch_size=16, lora_dropout=0.0))
+    return out
+
+
+def test_adapter_records_its_base_model(tiny, trained_run):
+    record = json.loads((trained_run / "adapter" / "densecaption_adapter.json").read_text())
+    assert record["base"]["spec"] == tiny
+    assert len(record["base"]["architecture"]) == 64 and len(record["base"]["weights"]) == 64
+
+
+def test_adapter_is_refused_on_another_base_model(tiny, trained_run, tmp_path):
+    from densecaption.errors import UserError
+    from densecaption.models.registry import load_model
+
+    adapter = str(trained_run / "adapter")
+    patch16 = _init_random(tmp_path / "b16", "ViT-B-16")  # same layer widths: peft alone would apply it
+    reseeded = _init_random(tmp_path / "seed1", "ViT-B-32", "--seed", "1")
+    bench = CliRunner().invoke(build_app(), ["bench", "sdci", "--data", "sample", "--model", patch16, "--lora",
+                                             adapter, "--out", str(tmp_path / "results"), "--device", "cpu"])
+    assert bench.exit_code == 2, bench.output
+    assert "another architecture" in bench.output and repr(tiny) in bench.output.replace("\n", "")
+    assert not list((tmp_path / "results").glob("*.json"))
+    with pytest.raises(UserError, match="same architecture with other weights"):
+        load_model(reseeded, device="cpu", lora=adapter)
+    same = CliRunner().invoke(build_app(), ["bench", "sdci", "--data", "sample", "--model", tiny, "--lora",
+                                            adapter, "--out", str(tmp_path / "results"), "--device", "cpu"])
+    assert same.exit_code == 0, same.output
+    assert json.loads(next((tmp_path / "results").glob("*.json")).read_text())["lora"] == adapter
+
+
+def test_adapter_without_record_loads_if_every_weight_finds_its_layer(tiny, trained_run, tmp_path):
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from densecaption.errors import UserError
+    from densecaption.models.registry import load_model
+
+    plain = tmp_path / "plain"  # as adapters made elsewhere (e.g. DCI's released ones): peft files only
+    shutil.copytree(trained_run / "adapter", plain)
+    (plain / "densecaption_adapter.json").unlink()
+    assert load_model(tiny, device="cpu", lora=str(plain)).lora == str(plain)
+
+    stray = tmp_path / "stray"  # weights for layers this model does not have: peft would skip them silently
+    shutil.copytree(plain, stray)
+    weights = adapter_weights(plain)
+    save_file({k.replace("transformer.resblocks.", "transformer.blocks."): v for k, v in weights.items()},
+              str(stray / "adapter_model.safetensors"))
+    with pytest.raises(UserError, match="match no layer of this model"):
+        load_model(tiny, device="cpu", lora=str(stray))
+
+    partial = tmp_path / "partial"  # a LoRA layer of this model without weights in the adapter
+    shutil.copytree(plain, partial)
+    save_file({k: v for k, v in weights.items() if ".resblocks.1.attn.q_proj.lora_B" not in k},
+              str(partial / "adapter_model.safetensors"))
+    with pytest.raises(UserError, match="not in the adapter"):
+        load_model(tiny, device="cpu", lora=str(partial))
+
+
+# ------------------------------------------------------------------ one run per folder
+def test_rerun_without_resume_is_refused_and_overwrite_starts_over(tiny, trained_run, tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(trained_run, out)
+    log_before = (out / "log.jsonl").read_text()
+    args = ["train", "clip", "--data", "sample", "--model", tiny, "--out", str(out), "--split", "test",
+            "--valid-split", "", "--epochs", "1", "--batch-size", "16", "--lora-dropout", "0"]
+    again = CliRunner().invoke(build_app(), args)
+    assert again.exit_code == 2
+    assert "--resume latest" in again.output and "--overwrite" in again.output
+    assert (out / "log.jsonl").read_text() == log_before
+    both = CliRunner().invoke(build_app(), args + ["--overwrite", "--resume", "latest"])
+    assert both.exit_code == 2 and "exclude each other" in both.output
+
+    stale = out / "checkpoints" / "step-9999999"
+    stale.mkdir()
+    over = CliRunner().invoke(build_app(), args + ["--overwrite"])
+    assert over.exit_code == 0, over.output
+    assert not stale.exists()
+    assert (out / "log.jsonl").read_text() == log_before  # the same run again, logged once, not appended
+
+
+def test_a_second_run_into_the_same_folder_fails_at_once(tiny, tmp_path):
+    from densecaption.files import lock_or_fail
+
+    out = tmp_path / "run"
+    out.mkdir()
+    lock = lock_or_fail(out, "this training run")  # as a run in progress holds it
+    try:
+        result = CliRunner().invoke(build_app(), ["train", "clip", "--data", "sample", "--model", tiny, "--out",
+                                                  str(out), "--epochs", "1"])
+    finally:
+        lock.release()
+    assert result.exit_code == 2 and "another run is writing" in result.output
+    assert not (out / "log.jsonl").exists()
+
+
+# ------------------------------------------------------------------ records that fail to parse
+def test_bad_records_are_counted_and_strict_stops(tiny, tmp_path):
+    from tests.conftest import make_doc, write_dataset
+
+    data = write_dataset(tmp_path / "data", {"1-good.json": make_doc(), "2-bad.json": "{not json"})
+    args = ["train", "clip", "--data", str(data), "--model", tiny, "--split", "test", "--valid-split", "",
+            "--epochs", "1", "--batch-size", "2"]
+    lenient = CliRunner().invoke(build_app(), args + ["--out", str(tmp_path / "lenient")])
+    assert lenient.exit_code == 0, lenient.output
+    assert "2-bad.json" in lenient.output and "1 record(s) skipped" in lenient.output
+    strict = CliRunner().invoke(build_app(), args + ["--out", str(tmp_path / "strict"), "--strict"])
+    assert strict.exit_code == 1 and "2-bad.json" in strict.output
+    assert not (tmp_path / "strict" / "adapter").exists()

@@ -4,17 +4,22 @@ Long runs here (generation jobs, image generation, training) are killed and resu
 written in the two ways a kill cannot spoil: whole files through a temporary renamed into place
 (:func:`atomic_write`), and logs one whole line per ``write`` (:class:`JsonlLog`), where a kill leaves at most
 one torn last line, cut by :meth:`JsonlLog.repair` before the next append and skipped by readers. Locks
-(``filelock``, so they also work off Linux) keep two runs out of one output.
+(``filelock``, so they also work off Linux) keep two runs out of one output. Outputs are checked before a
+run (:func:`writable_folder`, :func:`writable_file`) and their OS errors become one line naming the path
+(:func:`writing`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import stat
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from densecaption.errors import DataError, UserError
 
@@ -37,14 +42,101 @@ def atomic_write(path: Path | str, write: Callable[[Path], None]) -> None:
         except FileNotFoundError:
             pass
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno is not None and str(e.filename) in ("None", str(tmp)):
+            raise _naming(e, path) from e  # a full disk names the file written, not its temporary
         raise
+
+
+def _naming(e: OSError, path: Path) -> OSError:
+    """``e`` again (same errno, so the same subclass) with ``path`` as its file name."""
+    return OSError(e.errno, e.strerror or str(e), str(path))
+
+
+_TEMP = re.compile(r"\..+\.(\d+)\.[0-9a-f]{8}\.tmp")  # .NAME.<pid>.<8 hex>.tmp, as atomic_write names them
+
+
+def temp_writer_pid(name: str) -> int | None:
+    """The writer's process id in the name of an :func:`atomic_write` temporary, or None for another name."""
+    match = _TEMP.fullmatch(name)
+    return int(match.group(1)) if match else None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (one of another user counts as alive)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def remove_stale_temps(folder: Path | str, *, recursive: bool = True) -> list[Path]:
+    """Delete the :func:`atomic_write` temporaries under ``folder`` whose writer is dead (killed mid-write),
+    which neither a resume nor an overwrite would otherwise touch; a live writer's are kept. Call it where a
+    run starts on an output folder. Returns the paths removed (none when ``folder`` does not exist)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for parent, dirs, names in os.walk(folder) if recursive else [(str(folder), [], os.listdir(folder))]:
+        for name in names:
+            pid = temp_writer_pid(name)
+            if pid is not None and not pid_alive(pid):
+                path = Path(parent) / name
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
 
 
 def atomic_write_text(path: Path | str, text: str) -> None:
     """Write a UTF-8 text file atomically (see :func:`atomic_write`)."""
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------------------------- outputs
+def output_error(error: OSError, path: Path | str) -> UserError:
+    """An OS error met writing an output, as one line ``<path>: <reason>`` (exit 2)."""
+    where = error.filename if error.filename is not None else path
+    return UserError(f"{where}: {error.strerror or error}")
+
+
+@contextmanager
+def writing(path: Path | str) -> Iterator[None]:
+    """Turn the OS errors of the writes inside into :func:`output_error` naming ``path`` (or the file)."""
+    try:
+        yield
+    except OSError as e:
+        raise output_error(e, path) from None
+
+
+def writable_folder(path: Path | str) -> Path:
+    """Create the output folder ``path`` and check that this process can write into it, so a long run fails
+    at its start, not its end: a ``UserError`` ``<path>: <reason>`` when a file is in the way, or the folder
+    cannot be made or written (read-only file system, no permission)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: not a folder (a file of that name is in the way)")
+    with writing(path):
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    return path
+
+
+def writable_file(path: Path | str) -> Path:
+    """Check an output file's place as :func:`writable_folder` does its folder (made if missing)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: a folder, not a file name")
+    writable_folder(path.parent)
+    return path
 
 
 # --------------------------------------------------------------------------------------------- locks
@@ -169,6 +261,10 @@ class JsonlLog:
                 view = view[os.write(fd, view):]
             if self.fsync:
                 os.fsync(fd)
+        except OSError as e:
+            if e.filename is None and e.errno is not None:
+                raise _naming(e, self.path) from e  # a full disk: name the log
+            raise
         finally:
             if fd != self._fd:
                 os.close(fd)

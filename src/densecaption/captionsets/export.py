@@ -23,7 +23,7 @@ from typing import Any
 from densecaption.captionsets.compose import CaptionSet
 from densecaption.errors import UserError
 from densecaption.evaluation.results import versions
-from densecaption.files import atomic_write, atomic_write_text
+from densecaption.files import atomic_write, atomic_write_text, writable_folder, writing
 
 FORMATS = ("folder", "parquet", "jsonl")
 MANIFEST = "manifest.json"
@@ -44,15 +44,22 @@ def parse_formats(text: str) -> tuple[str, ...]:
     return formats
 
 
+def set_outputs(path: Path) -> list[str]:
+    """The outputs of a caption set already in ``path`` (none when it is not a folder)."""
+    return [name for name in OUTPUTS if (path / name).exists()] if path.is_dir() else []
+
+
 def prepare_out(path: Path, overwrite: bool) -> None:
-    """Refuse to write over an existing set unless ``overwrite``; then remove only this module's outputs."""
-    existing = [name for name in OUTPUTS if (path / name).exists()]
+    """Refuse to write over an existing set unless ``overwrite``; then remove only this module's outputs.
+    A file in the folder's place, or a folder that cannot be written, is a ``UserError`` naming it."""
+    writable_folder(path)
+    existing = set_outputs(path)
     if existing and not overwrite:
         raise UserError(f"{path}: already holds a caption set ({', '.join(existing)}); use --overwrite")
-    for name in existing:
-        target = path / name
-        shutil.rmtree(target) if target.is_dir() else target.unlink()
-    path.mkdir(parents=True, exist_ok=True)
+    with writing(path):
+        for name in existing:
+            target = path / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -73,9 +80,16 @@ def _rows(cset: CaptionSet, image_of: dict[str, str]) -> list[dict[str, Any]]:
 
 def write_set(cset: CaptionSet, out: Path | str, formats: Sequence[str], *, data: dict[str, Any],
               tokens: list[dict[str, Any]] | None = None, overwrite: bool = False) -> dict[str, Any]:
-    """Write ``cset`` under ``out`` in ``formats`` and its manifest; returns the manifest."""
+    """Write ``cset`` under ``out`` in ``formats`` and its manifest (last); returns the manifest. An OS
+    error while writing is a one-line ``UserError`` naming the file."""
     out = Path(out)
     prepare_out(out, overwrite)
+    with writing(out):
+        return _write_set(cset, out, formats, data, tokens)
+
+
+def _write_set(cset: CaptionSet, out: Path, formats: Sequence[str], data: dict[str, Any],
+               tokens: list[dict[str, Any]] | None) -> dict[str, Any]:
     files: dict[str, str] = {}
     image_of: dict[str, str] = {}
     if "folder" in formats:
@@ -139,7 +153,8 @@ def write_grid_manifest(out: Path | str, sets: Iterable[tuple[str, dict[str, Any
                      "short_skipped": m["counts"]["short_skipped"]})
     manifest = {"kind": GRID_KIND, "format_version": 1, "precisions": list(precisions), "submasks": list(submasks),
                 "config": config, "data": data, "sets": rows, "versions": versions(PACKAGES)}
-    atomic_write_text(Path(out) / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    with writing(out):
+        atomic_write_text(Path(out) / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     return manifest
 
 

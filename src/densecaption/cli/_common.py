@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
@@ -11,8 +12,10 @@ from typing import Callable, Iterator, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, \
     TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
 from rich.text import Text
 
 from densecaption.data.findings import RecordError, SkipLog
@@ -21,8 +24,27 @@ from densecaption.errors import UserError
 F = TypeVar("F", bound=Callable)
 
 
+class _OutConsole(Console):
+    """Plain lines are not wrapped (paths stay whole to copy), but tables fit the terminal: their titles and
+    cells wrap (see ``fit_table``)."""
+
+    def print(self, *objects, soft_wrap: bool | None = None, **kwargs) -> None:
+        tables = [o for o in objects if isinstance(o, Table)]
+        for table in tables:
+            fit_table(table)
+        super().print(*objects, soft_wrap=False if tables and soft_wrap is None else soft_wrap, **kwargs)
+
+
+def fit_table(table: Table) -> Table:
+    """Let every cell wrap and fold instead of ending in an ellipsis, so a narrow terminal never cuts a number
+    (or a path) short: it runs on over lines instead."""
+    for column in table.columns:
+        column.overflow = "fold"
+    return table
+
+
 def out_console() -> Console:
-    return Console(soft_wrap=True)
+    return _OutConsole(soft_wrap=True)
 
 
 def err_console() -> Console:
@@ -30,20 +52,44 @@ def err_console() -> Console:
 
 
 def guarded(func: F) -> F:
-    """Turn user errors into one red line and an exit code (1 for bad data, 2 for bad input)."""
+    """Turn user errors and operating-system errors (a path that cannot be read or written, a full disk)
+    into one red ``error:`` line and an exit code (1 for bad data or a failed run, 2 for bad input)."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
         except UserError as e:
-            err_console().print(f"[bold red]error:[/] {e}", highlight=False)
+            err_console().print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
             raise typer.Exit(e.exit_code) from None
+        except OSError as e:
+            err_console().print(f"[bold red]error:[/] {escape(os_error_line(e))}", highlight=False)
+            raise typer.Exit(os_error_code(e)) from None
         except KeyboardInterrupt:
             err_console().print("[yellow]interrupted[/]")
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+# errors of the machine rather than of a path the user gave: the run failed, as bad data fails it (exit 1)
+_RUN_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM, errno.EMFILE, errno.ENFILE})
+
+
+def os_error_line(e: OSError) -> str:
+    """``PATH: reason`` of an operating-system error (``PATH -> OTHER`` for a rename), for one error line."""
+    reason = " ".join((e.strerror or str(e) or type(e).__name__).split())
+    if e.filename is None:
+        return reason
+    where = f"{e.filename} -> {e.filename2}" if e.filename2 is not None else str(e.filename)
+    return f"{where}: {reason}"
+
+
+def os_error_code(e: OSError) -> int:
+    """2 when a path cannot be used (permission denied, read-only, a file where a folder is expected ...);
+    1 when the machine failed the run (a full disk, an I/O error) or the error names no path (a network
+    error, a file that is not an image)."""
+    return 2 if e.filename is not None and e.errno not in _RUN_ERRNOS else 1
 
 
 class RateColumn(ProgressColumn):
@@ -76,7 +122,7 @@ class LineTicker:
 
     def __init__(self, name: str, total: int | None, interval: float, clock: Callable[[], float] = time.monotonic):
         self.name, self.total, self.interval, self.clock = name, total, interval, clock
-        self.done = 0
+        self.done = self.shown = 0
         self.started = self.last = clock()
 
     def __call__(self, n: int = 1) -> None:
@@ -84,8 +130,16 @@ class LineTicker:
         now = self.clock()
         finished = self.total is not None and self.done >= self.total
         if finished or now - self.last >= self.interval:
-            self.last = now
+            self.last, self.shown = now, self.done
             print(self.line(now), file=sys.stderr, flush=True)
+
+    def finish(self) -> None:
+        """A closing line for a stage that ended before its last line was printed (e.g. short of its
+        planned total, when part of the work turned out not to be needed)."""
+        if self.done != self.shown:
+            self.shown = self.done
+            print(f"{self.name}: {self.done} done, took {_clock(self.clock() - self.started)}", file=sys.stderr,
+                  flush=True)
 
     def line(self, now: float) -> str:
         elapsed = max(now - self.started, 1e-9)
@@ -120,7 +174,15 @@ def progress_stages(enabled: bool = True) -> Iterator[Callable[[str, int | None]
     seconds) and at each stage's end. Nothing when ``enabled`` is false (e.g. on non-main processes)."""
     if enabled and not sys.stderr.isatty():
         interval = float(os.environ.get(PROGRESS_INTERVAL_ENV, "30"))
-        yield lambda name, total=None: LineTicker(name, total, interval)
+        tickers: list[LineTicker] = []
+
+        def stage(name: str, total: int | None = None) -> LineTicker:
+            tickers.append(LineTicker(name, total, interval))
+            return tickers[-1]
+
+        yield stage
+        for ticker in tickers:
+            ticker.finish()
         return
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
                         TimeElapsedColumn(), TimeRemainingColumn(), console=err_console(), transient=True,

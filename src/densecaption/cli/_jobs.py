@@ -82,7 +82,7 @@ def job_progress(label: str, *, every: float = 30.0) -> Iterator[Callable[[JobPr
     """A progress callback: a rich bar with rate and ETA on a terminal, else a plain line every ``every`` s."""
     console = err_console()
     plain = not sys.stderr.isatty()
-    with progress_stages() as stage:
+    with progress_stages(enabled=not plain) as stage:  # plain: this function's own lines, with failure counts
         state: dict[str, object] = {"bar": None, "printed": time.monotonic()}
 
         def update(p: JobProgress) -> None:

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from densecaption.cli._common import guarded, out_console, progress_stages, report_skips, skip_log
+from densecaption.files import remove_stale_temps, writable_folder
 
 
 def build_app() -> typer.Typer:
@@ -119,6 +120,10 @@ def run_and_report(benchmark, config: dict[str, Any], *, data: str, model: str, 
     checked = benchmark.make_config(**config)  # bad settings fail before the model loads
     state = process_state()
     main = state is None or state.is_main_process
+    if main:
+        prepare_out(out)  # an unusable --out fails before the run, not after it
+        if cache is not None:
+            remove_stale_temps(cache)
     log = skip_log(strict)
     with progress_stages(enabled=main) as stage:
         context = RunContext(skip=log, progress=stage, workers=workers,
@@ -130,6 +135,13 @@ def run_and_report(benchmark, config: dict[str, Any], *, data: str, model: str, 
     report_skips(log)
     path = write_result(out, result)
     print_result(benchmark, result.to_dict(), path)
+
+
+def prepare_out(out: Path) -> None:
+    """Make the result folder and check it can be written (a file in its place or a read-only disk fails
+    now, in one line, not after the run), and clear the temporaries a killed run left in it."""
+    writable_folder(out)
+    remove_stale_temps(out, recursive=False)
 
 
 def print_result(benchmark, record: dict, path: Path) -> None:

@@ -13,6 +13,7 @@ from densecaption.cli._jobs import (ApiKeyEnv, Concurrency, Device, JobOptions, 
                                     Restart, RetryFailed, Seed, Strict, Temperature, Timeout, decoding_settings,
                                     finish, job_progress)
 from densecaption.errors import UserError
+from densecaption.files import remove_stale_temps, writable_file
 from densecaption.generation.backends import generator_spec_help
 from densecaption.generation.captions import DEFAULT_PROMPT
 
@@ -51,6 +52,10 @@ def caption(
         raise UserError("--max-tokens should be at least 1")
     if out.is_dir():
         raise UserError(f"--out {out} is a folder: give a .jsonl file name")
+    writable_file(out)  # its folder, and the job log's: fail before the work, not after
+    if log is not None:
+        writable_file(log)
+    remove_stale_temps(out.parent, recursive=False)
     jobs = caption_jobs(images, list_images(images, recursive=recursive))
     backend = load_backend(vlm, options.backend_options())
     try:

@@ -16,12 +16,13 @@ from densecaption.cli._common import (
     skip_log,
 )
 from densecaption.errors import UserError
+from densecaption.files import remove_stale_temps
 
 app = typer.Typer(help="Build precision/recall caption sets (Captions4T2I) from sDCI summaries and negatives.",
                   no_args_is_help=True)
 
 Data = Annotated[str, typer.Option(help="A DCI folder with summaries and negatives, or 'sample'.")]
-Out = Annotated[Path, typer.Option(help="Folder to write into.")]
+Out = Annotated[Path, typer.Option(help="Folder to write into (made if missing).")]
 Mode = Annotated[str | None, typer.Option(
     help="exact: the set's share of true parts equals P up to one part (default); bernoulli: each part true "
          "with probability P, as upstream.")]
@@ -44,7 +45,8 @@ Tokenizers = Annotated[list[str] | None, typer.Option(
     "--tokenizer", help="NAME_OR_DIR:LENGTH of a tokenizer to report tokens and truncation for, e.g. "
                         "PixArt-alpha/PixArt-XL-2-1024-MS/tokenizer:120 (repeatable; CLIP at 77 is always "
                         "reported).")]
-Overwrite = Annotated[bool, typer.Option(help="Replace sets already written there.")]
+Overwrite = Annotated[bool, typer.Option(help="Replace sets already written there (a grid: start over instead of "
+                                               "resuming).")]
 Strict = Annotated[bool, typer.Option(help="Stop at the first bad record instead of skipping it.")]
 
 
@@ -124,6 +126,7 @@ def set_(
                      order=order, short=short, summary=summary)
     formats = parse_formats(format)
     prepare_out(out, overwrite)  # fail before the work, not after
+    remove_stale_temps(out)
     dataset = DCIDataset.open(data)
     sp = _split(split)
     tokenizers = _tokenizers(tokenizer)
@@ -151,24 +154,34 @@ def grid(
     """The paper's grid: one set per (P, K) under OUT/p<P>_k<K>/, and OUT/manifest.json over all of them.
 
     The same records, summaries and negatives serve every set (chosen once from the seed), so sets differ
-    only in which parts are true and how many subcaptions they hold.
+    only in which parts are true and how many subcaptions they hold. A grid cut short (killed) resumes when
+    the same command runs again: sets already complete (their manifest is written last) are kept, the
+    others written. Another grid's sets in OUT stop the run unless --overwrite.
     """
     from densecaption.captionsets.build import build_grid
     from densecaption.captionsets.export import parse_formats, read_manifest
     from densecaption.data.dci import DCIDataset
+    from densecaption.files import writable_folder
 
     ps = _numbers(precisions, float, "--precisions")
     ks = _numbers(submasks, int, "--submasks")
     config = _config(ps[0], ks[0], preset, seed, mode=mode, negative=negative, negative_pick=negative_pick,
                      order=order, short=short, summary=summary)
     formats = parse_formats(format)
+    writable_folder(out)  # fail before the work, not after
     dataset = DCIDataset.open(data)
     sp = _split(split)
     tokenizers = _tokenizers(tokenizer)
     log = skip_log(strict)
+    remove_stale_temps(out)
+    kept: list[str] = []
     with progress_stages() as stage:
-        manifest = build_grid(dataset, sp, config, ps, ks, out, formats, tokenizers, log, overwrite, stage)
+        manifest = build_grid(dataset, sp, config, ps, ks, out, formats, tokenizers, log, overwrite, stage,
+                              on_kept=kept.append)
     report_skips(log)
     rows = [{"name": s["folder"], "manifest": read_manifest(out / s["folder"])} for s in manifest["sets"]]
     _print_sets(rows)
-    out_console().print(f"wrote {len(rows)} sets and {out / 'manifest.json'}", highlight=False)
+    if kept:
+        names = ", ".join(kept[:6]) + (" ..." if len(kept) > 6 else "")
+        out_console().print(f"kept {len(kept)} sets complete from an earlier run ({names})", highlight=False)
+    out_console().print(f"wrote {len(rows) - len(kept)} sets and {out / 'manifest.json'}", highlight=False)

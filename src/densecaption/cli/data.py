@@ -12,6 +12,7 @@ from rich.table import Table
 
 from densecaption.cli._common import guarded, out_console, progress_bar, report_skips, skip_log
 from densecaption.errors import DataError, UserError
+from densecaption.files import remove_stale_temps, writable_folder
 
 app = typer.Typer(help="Validate, describe, draw and prepare datasets in the official DCI layout.",
                   no_args_is_help=True)
@@ -160,10 +161,12 @@ def clip_scores(
         raise DataError(f"{dataset.root}: no complete/ folder (clip_scores need summaries)")
     if in_place and str(data) == "sample":
         raise UserError("the bundled sample is read-only: use --out, or `densecaption data sample DIR` first")
+    writable_folder(out if out is not None else dataset.root)  # before the model loads
     loaded = load_model(model, device=device)
     if not isinstance(loaded, EmbeddingModel):
         raise UserError(f"{model}: clip_scores need a model that embeds images and texts (CLIP, SigLIP)")
     writer = DCIWriter(out) if out is not None else DCIWriter(dataset.root, is_root=True)
+    remove_stale_temps(writer.root)
     if out is not None and (dataset.root / "splits.json").exists():
         shutil.copyfile(dataset.root / "splits.json", writer.root / "splits.json")
     log = skip_log(strict)

@@ -14,6 +14,7 @@ from densecaption.cli._jobs import (ApiKeyEnv, Concurrency, Device, JobOptions, 
                                     Restart, RetryFailed, Seed, Strict, Temperature, Timeout, decoding_settings,
                                     finish, job_progress)
 from densecaption.errors import DataError, UserError
+from densecaption.files import remove_stale_temps
 from densecaption.generation.backends import generator_spec_help
 
 app = typer.Typer(help="Generate sDCI text with a language model: summaries and negatives.", no_args_is_help=True)
@@ -25,6 +26,21 @@ Split = Annotated[Optional[str], typer.Option(help="Only this split of splits.js
 Limit = Annotated[Optional[int], typer.Option(help="Only the first N records (in splits.json order).")]
 Masks = Annotated[bool, typer.Option(help="Also the masks sDCI keeps (unpadded box >= --min-box px); "
                                           "--no-masks: the whole images only.")]
+Prompts = Annotated[Optional[Path], typer.Option(
+    "--prompts", help="A JSON file of your own prompt templates, name -> text (see docs/generation.md); names it "
+                      "leaves out keep the built-in text. Recorded, with its sha256, in the job log's header.")]
+
+
+def _prompts(path: Path | None, builtin: Callable[[], Any], placeholders: dict, version: str) -> Any:
+    """The templates of a run: the built-in ones, or those of ``--prompts`` over them (reported on one line)."""
+    from densecaption.generation.prompts import load_prompts
+
+    if path is None:
+        return builtin()
+    prompts = load_prompts(path, builtin().templates, placeholders, version)
+    out_console().print(f"prompts: {', '.join(prompts.given)} from {prompts.file} (sha256 {prompts.sha256[:12]})",
+                        highlight=False)
+    return prompts
 
 
 def _run(label: str, llm: str, config, options: JobOptions, target, jobs: Sequence, work: Callable,
@@ -78,6 +94,7 @@ def summaries(
     max_tokens: Annotated[int, typer.Option(help="New tokens per single-summary request.")] = 256,
     multi_max_tokens: Annotated[int, typer.Option(help="New tokens per numbered-list request.")] = 1024,
     min_box: Annotated[int, typer.Option(help="Smallest unpadded mask box (px) that gets summaries.")] = 224,
+    prompts: Prompts = None,
     concurrency: Concurrency = 8, max_retries: MaxRetries = 5, timeout: Timeout = 120.0,
     max_failures: MaxFailures = 100, seed: Seed = 0, temperature: Temperature = 0.0,
     api_key_env: ApiKeyEnv = "OPENAI_API_KEY", device: Device = "auto", log: LogPath = None,
@@ -94,8 +111,9 @@ def summaries(
     from densecaption.data.dci import DCIDataset
     from densecaption.generation.backends import GeneratorSpec
     from densecaption.generation.datasets import open_target, read_records, select_files, write_records
-    from densecaption.generation.summaries import (SummaryConfig, check_summaries, summarise, summary_jobs,
-                                                   with_summaries)
+    from densecaption.generation.prompts import SUMMARY_PLACEHOLDERS
+    from densecaption.generation.summaries import (PROMPT_VERSION, SummaryConfig, builtin_prompts, check_summaries,
+                                                   summarise, summary_jobs, with_summaries)
     from densecaption.tokens import ClipTokenCounter
 
     options = JobOptions(concurrency=concurrency, max_retries=max_retries, timeout=timeout,
@@ -104,11 +122,14 @@ def summaries(
     GeneratorSpec.parse(llm)
     if n_base < 1 or (n_mask is not None and n_mask < 1):
         raise UserError("--n-base and --n-mask should be at least 1")
+    templates = _prompts(prompts, builtin_prompts, SUMMARY_PLACEHOLDERS, PROMPT_VERSION)
     dataset = DCIDataset.open(data)
     target = open_target(dataset, out, in_place=in_place)
+    remove_stale_temps(target.writer.root)
     files = select_files(dataset, split, limit)
     config = SummaryConfig(words=words, n_base=n_base, n_mask=n_mask, reduce_tries=reduce_tries,
-                           max_tokens=max_tokens, multi_max_tokens=multi_max_tokens, masks=masks, min_box=min_box)
+                           max_tokens=max_tokens, multi_max_tokens=multi_max_tokens, masks=masks, min_box=min_box,
+                           prompts=templates)
     count = ClipTokenCounter()
     skipped = skip_log(strict)
     jobs = summary_jobs(read_records(dataset, files, skipped), config, count)
@@ -137,18 +158,20 @@ def negatives(
     rules: Annotated[bool, typer.Option("--rules", help="Also rule-based negatives (spaCy swaps, WordNet "
                                                         "replacements), as kinds rule_swap and rule_replace.")]
     = False,
-    spacy_model: Annotated[Optional[str], typer.Option(help="spaCy pipeline for --rules (default: the official "
-                                                            "en_core_web_sm, else its PyPI mirror).")] = None,
+    spacy_model: Annotated[Optional[str], typer.Option(help="spaCy pipeline for --rules and for checking what LLM "
+                                                            "negatives mean (default: the official en_core_web_sm, "
+                                                            "else its PyPI mirror).")] = None,
     wordnet_dir: Annotated[Optional[Path], typer.Option(help="WordNet folder for --rules (default: NLTK's data "
                                                               "path).")] = None,
     split: Split = None,
     limit: Limit = None,
     masks: Masks = True,
-    n_base: Annotated[int, typer.Option(help="LLM negatives of each kind per whole image.")] = 3,
-    n_mask: Annotated[int, typer.Option(help="LLM negatives of each kind per mask.")] = 1,
+    n_base: Annotated[int, typer.Option(help="Negatives of each kind (LLM and --rules) per whole image.")] = 3,
+    n_mask: Annotated[int, typer.Option(help="Negatives of each kind (LLM and --rules) per mask.")] = 1,
     tries: Annotated[int, typer.Option(help="Requests per negative before its entry and kind fail.")] = 4,
     reduce_tries: Annotated[int, typer.Option(help="Shortening requests per candidate.")] = 4,
     max_tokens: Annotated[int, typer.Option(help="New tokens per request.")] = 256,
+    prompts: Prompts = None,
     concurrency: Concurrency = 8, max_retries: MaxRetries = 5, timeout: Timeout = 120.0,
     max_failures: MaxFailures = 100, seed: Seed = 0, temperature: Temperature = 0.0,
     api_key_env: ApiKeyEnv = "OPENAI_API_KEY", device: Device = "auto", log: LogPath = None,
@@ -157,16 +180,20 @@ def negatives(
     """Write sDCI negatives from each summarised entry's first summary.
 
     LLM kinds (DCI appendix A.2): basic, layout and swaps; a reply is kept when its CLIP length is from 15
-    tokens under to 50 over the summary's, then shortened to 5 over (at most 77), and never when it equals
-    the summary after normalisation. --rules adds rule-based kinds (rule_swap, rule_replace). Regenerated
+    tokens under to 50 over the summary's, then shortened to 5 over (at most 77), and only when it means what
+    its kind means: never a summary of the entry or a part of one; swaps rearranges the summary's content
+    words; basic and layout bring a word the summary lacks. Turned-down replies are asked again (--tries).
+    --rules adds rule-based kinds (rule_swap, rule_replace), --n-base/--n-mask of each. Regenerated
     kinds replace the old ones; clip_scores of changed records are dropped (recompute them with `densecaption
     data clip-scores`). Re-running the same command continues a killed run.
     """
     from densecaption.data.dci import DCIDataset
     from densecaption.generation.backends import GeneratorSpec
     from densecaption.generation.datasets import open_target, read_records, select_files, write_records
-    from densecaption.generation.negatives import (NegativeConfig, check_negatives, make_negatives, negative_jobs,
+    from densecaption.generation.negatives import (PROMPT_VERSION, Analyser, NegativeConfig, all_summaries,
+                                                   builtin_prompts, check_negatives, make_negatives, negative_jobs,
                                                    rule_negatives_for, sources, with_negatives)
+    from densecaption.generation.prompts import NEGATIVE_PLACEHOLDERS
     from densecaption.tokens import ClipTokenCounter
 
     options = JobOptions(concurrency=concurrency, max_retries=max_retries, timeout=timeout,
@@ -176,19 +203,28 @@ def negatives(
         raise UserError("give --llm SPEC for LLM negatives, --rules for rule-based ones, or both")
     if llm is not None:
         GeneratorSpec.parse(llm)
+    if n_base < 0 or n_mask < 0:
+        raise UserError("--n-base and --n-mask should be 0 or more")
+    templates = _prompts(prompts, builtin_prompts, NEGATIVE_PLACEHOLDERS, PROMPT_VERSION) if llm else None
+    if prompts is not None and llm is None:
+        raise UserError("--prompts is for the LLM kinds: give --llm SPEC too")
     config = NegativeConfig(kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()), n_base=n_base,
-                            n_mask=n_mask, tries=tries, reduce_tries=reduce_tries, max_tokens=max_tokens, masks=masks)
+                            n_mask=n_mask, tries=tries, reduce_tries=reduce_tries, max_tokens=max_tokens, masks=masks,
+                            **({"prompts": templates} if templates is not None else {}))
     dataset = DCIDataset.open(data)
     if dataset.source != "complete":
         raise DataError(f"{dataset.root}: no complete/ folder; negatives are made from summaries "
                         f"(run `densecaption generate summaries` first)")
     target = open_target(dataset, out, in_place=in_place)
+    remove_stale_temps(target.writer.root)
     files = select_files(dataset, split, limit)
     count = ClipTokenCounter()
     skipped = skip_log(strict)
     entries: list[tuple[str, str, str]] = []
+    summaries_of: dict[tuple[str, str], tuple[str, ...]] = {}
     for record in read_records(dataset, files, skipped):
         entries += [(record.file, key, text) for key, text in sources(record, masks)]
+        summaries_of.update(all_summaries(record, masks))
     report_skips(skipped)
     if not entries:
         raise DataError(f"{dataset.root}: none of the {len(files)} records has summaries")
@@ -196,8 +232,10 @@ def negatives(
     report = log_path = None
     grouped: dict[str, dict[tuple[str, ...], Any]] = {}
     if llm is not None:
-        report, log_path = _run("negatives", llm, config, options, target, negative_jobs(entries, config),
-                                lambda item, chat: make_negatives(item, chat, config, count),
+        analyse = Analyser(spacy_model)
+        report, log_path = _run("negatives", llm, config, options, target,
+                                negative_jobs(entries, config, summaries_of),
+                                lambda item, chat: make_negatives(item, chat, config, count, analyse),
                                 check_negatives(config, count))
         grouped = _by_file(report.outputs())
 
@@ -205,7 +243,8 @@ def negatives(
     problems = []
     if rules:
         rule_options = {k: v for k, v in (("spacy_model", spacy_model), ("wordnet_dir", wordnet_dir)) if v}
-        rule_made, problems = rule_negatives_for(entries, seed=seed, count=count, **rule_options)
+        rule_made, problems = rule_negatives_for(entries, seed=seed, count=count, n_base=n_base, n_mask=n_mask,
+                                                 **rule_options)
     rules_by_file: dict[str, dict[str, dict[str, list[str]]]] = {}
     for (f, key), made_kinds in rule_made.items():
         rules_by_file.setdefault(f, {})[key] = made_kinds
@@ -227,7 +266,7 @@ def negatives(
     console = out_console()
     console.print(f"wrote {len(written)} records to {target.writer.root}", highlight=False)
     if rules:
-        made = sum(len(k) for k in rule_made.values())
+        made = sum(len(texts) for kinds_made in rule_made.values() for texts in kinds_made.values())
         console.print(f"rule negatives: {made} made for {len(entries)} entries", highlight=False)
         for reason, n in Counter(f"{p.kind}: {p.reason}" for p in problems).most_common():
             err_console().print(f"  [yellow]not made[/] {escape(reason)} ({n} entries)", highlight=False)

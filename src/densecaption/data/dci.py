@@ -5,13 +5,15 @@
 ```
 
 Records are parsed one file at a time, so iterating a split holds one record in memory. Parsing checks
-structure only (keys, types, references between masks and entries); pixel checks live in ``validate``.
+structure only (keys, types, references between masks and entries, strings that are text); pixel
+checks live in ``validate``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,12 +204,35 @@ def _present_masks(raw_masks: dict[str, Any]) -> set[int]:
     return present
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogates(value: Any, parts: tuple = ()) -> Iterator[str]:
+    """JSON Pointers of the strings (and keys) holding a lone UTF-16 surrogate: JSON lets ``"\\ud800"`` be
+    written, but it is not text, and writing it as UTF-8 fails (a caption set, a result file)."""
+    if isinstance(value, str):
+        if _SURROGATE.search(value):
+            yield pointer(*parts)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if _SURROGATE.search(key):
+                yield pointer(*parts, key)
+            else:
+                yield from lone_surrogates(item, (*parts, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from lone_surrogates(item, (*parts, i))
+
+
 def parse_document(obj: Any, file: str, photo_dir: Path | None = None) -> ParsedDocument:
     """Parse one annotation document in one pass that finds every problem in it (see ``ParsedDocument``)."""
     c = _Collector(file)
     if not isinstance(obj, dict):
         c.error("", f"the document should be a JSON object, got {_type_name(obj)}")
         return ParsedDocument(None, c.findings, {})
+    for ptr in lone_surrogates(obj):
+        c.error(ptr, "a string with a lone UTF-16 surrogate (a \\ud800-\\udfff escape without its pair), "
+                     "which is not text")
     image = c.get(obj, "image", str)
     short = c.get(obj, "short_caption", str)
     extra_cap = c.get(obj, "extra_caption", str)
@@ -286,11 +311,16 @@ def parse_document(obj: Any, file: str, photo_dir: Path | None = None) -> Parsed
     return ParsedDocument(record, c.findings, masks, image, width, height)
 
 
-def load_json_file(path: Path, file: str) -> tuple[Any, list[Finding]]:
-    """Read a JSON file; an unreadable, empty or malformed file is one error finding."""
+def load_json_file(path: Path, file: str, missing: str = "does not exist") -> tuple[Any, list[Finding]]:
+    """Read a JSON file; a missing (``missing`` says why it should be there), unreadable (permission denied,
+    a folder, not UTF-8), empty or malformed file is one error finding."""
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+    except FileNotFoundError:
+        return None, [Finding(file, "", missing)]
+    except OSError as e:
+        return None, [Finding(file, "", f"cannot read: {e.strerror or e}")]
+    except UnicodeDecodeError as e:
         return None, [Finding(file, "", f"cannot read: {e}")]
     if not text.strip():
         return None, [Finding(file, "", "empty file")]
@@ -339,6 +369,8 @@ class DCIWriter:
     """
 
     def __init__(self, out: Path | str, *, link_photos: bool = True, is_root: bool = False):
+        if Path(out).exists() and not Path(out).is_dir():  # name the path given, not a folder made below it
+            raise UserError(f"{out}: not a folder (a file of that name is in the way)")
         self.root = Path(out)
         if not is_root and self.root.name != INNER:
             self.root = self.root / INNER
@@ -372,6 +404,11 @@ class DCIWriter:
 
 
 # --------------------------------------------------------------------------------------------- dataset
+def json_files(folder: Path) -> list[str]:
+    """The ``*.json`` file names in ``folder``, sorted; ``OSError`` when it cannot be listed."""
+    return sorted(name for name in os.listdir(folder) if name.endswith(".json"))
+
+
 def resolve_root(path: Path | str) -> Path:
     """The ``densely_captioned_images`` folder for a path that names it or its parent; ``sample`` works."""
     if str(path) == "sample":
@@ -428,7 +465,9 @@ class DCIDataset:
         return obj
 
     def all_files(self) -> list[str]:
-        return sorted(p.name for p in self.annotation_dir.glob("*.json"))
+        """Every annotation file name, sorted; an unreadable folder raises its ``PermissionError`` (a glob
+        would see it as empty)."""
+        return json_files(self.annotation_dir)
 
     def files(self, split: str | None = None) -> list[str]:
         """Annotation file names of one split in ``splits.json`` order, or of all splits (no repeats)."""
@@ -463,9 +502,7 @@ class DCIDataset:
         """Parse one annotation file; raises ``RecordError`` with every error found in it."""
         path = self.annotation_dir / file
         rel = f"{self.source}/{file}"
-        if not path.exists():
-            raise RecordError([Finding(rel, "", "file named in splits.json does not exist")])
-        obj, findings = load_json_file(path, rel)
+        obj, findings = load_json_file(path, rel, missing="file named in splits.json does not exist")
         if findings:
             raise RecordError(findings)
         record, findings = parse_image(obj, file, self.photo_dir)

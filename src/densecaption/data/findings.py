@@ -25,9 +25,14 @@ class Finding:
     def to_dict(self) -> dict[str, str]:
         return asdict(self)
 
-    def __str__(self) -> str:
+    @property
+    def message(self) -> str:
+        """``file#pointer: reason``, without the severity: what an error line says after its own prefix."""
         where = f"{self.file}#{self.pointer}" if self.pointer else self.file
-        return f"{self.severity}: {where}: {self.reason}"
+        return f"{where}: {self.reason}"
+
+    def __str__(self) -> str:
+        return f"{self.severity}: {self.message}"
 
 
 class RecordError(DataError):
@@ -37,7 +42,7 @@ class RecordError(DataError):
         self.findings = findings
         first = findings[0]
         more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
-        super().__init__(f"{first}{more}")
+        super().__init__(f"{first.message}{more}")  # the CLI adds "error:" (or "skipped") itself
 
 
 @dataclass

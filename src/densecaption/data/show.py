@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from densecaption.data.findings import Finding, RecordError, pointer
+from densecaption.data.sdci import misfit_masks
 from densecaption.data.schema import DCIImage, Mask
 from densecaption.errors import UserError
 
@@ -67,6 +68,9 @@ def annotation_figure(record: DCIImage, *, min_box: int = 0, dpi: int = 100) -> 
     pixels = {m.idx: record.mask_pixels(m.idx) for m in masks}  # before drawing: a bad PNG stops here
     photo = _photo(record)
     height, width = photo.shape[:2]
+    misfits = misfit_masks(record, (width, height), record.file)
+    if misfits:  # masks drawn for another photo (stale width/height): nothing to draw them on
+        raise RecordError(misfits)
     fig_w = max(6.0, width / dpi)
     fig = Figure(figsize=(fig_w, fig_w * height / width), dpi=dpi)
     FigureCanvasAgg(fig)

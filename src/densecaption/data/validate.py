@@ -12,7 +12,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from densecaption.data.dci import DCIDataset, ParsedDocument, load_json_file, parse_document, resolve_root
+from densecaption.data.dci import DCIDataset, ParsedDocument, json_files, load_json_file, parse_document, \
+    resolve_root
 from densecaption.data.findings import Finding, pointer
 from densecaption.data.schema import Box, MaskDecodeError, decode_mask_png
 
@@ -63,6 +64,10 @@ class _PhotoCache:
             with Image.open(path) as im:
                 im.load()
                 return im.size
+        except OSError as e:
+            if e.strerror:  # the file cannot be read (permission denied ...), not a decoding failure
+                return f"photo {name!r} cannot be read: {e.strerror}"
+            return f"photo {name!r} does not decode: {e}"
         except Exception as e:  # PIL raises many types for corrupt files
             return f"photo {name!r} does not decode: {e}"
 
@@ -167,9 +172,15 @@ def validate_dataset(path: Path | str, progress: Callable[[int], None] | None = 
     root = resolve_root(path)
     report = ValidationReport(root=root)
     photos = _PhotoCache(root / "photos")
-    files = {folder: sorted((root / folder).glob("*.json")) for folder in FOLDERS if (root / folder).is_dir()}
+    files: dict[str, list[Path]] = {}
+    for folder in (f for f in FOLDERS if (root / f).is_dir()):
+        try:
+            files[folder] = [root / folder / name for name in json_files(root / folder)]
+        except OSError as e:  # an unreadable folder: its files are errors, not absent
+            report.findings.append(Finding(f"{folder}/", "", f"cannot read: {e.strerror or e}"))
     if not files:
-        report.findings.append(Finding(str(root), "", "no annotations/ or complete/ folder"))
+        if not report.findings:
+            report.findings.append(Finding(str(root), "", "no annotations/ or complete/ folder"))
         return report
     if on_total:
         on_total(sum(len(v) for v in files.values()))

@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
-from densecaption.data.dci import DCIDataset
+from densecaption.data.dci import DCIDataset, lone_surrogates
 from densecaption.files import atomic_write_text
 from densecaption.errors import UserError
 
@@ -32,13 +32,15 @@ def result_name(task: str, model: str, lora: str | None, split: str, mode: str) 
 
 
 def dataset_sha256(dataset: DCIDataset, split: str | None) -> str:
-    """SHA-256 over the split's annotation files (name and bytes, in split order); photos not included."""
+    """SHA-256 over the split's annotation files (name and bytes, in split order); photos not included. A file
+    that is missing or cannot be read adds only its name: the run skips its record too."""
     h = hashlib.sha256()
     for file in dataset.files(split):
-        path = dataset.annotation_dir / file
         h.update(file.encode() + b"\0")
-        if path.exists():
-            h.update(path.read_bytes())
+        try:
+            h.update((dataset.annotation_dir / file).read_bytes())
+        except OSError:
+            continue
     return h.hexdigest()
 
 
@@ -133,7 +135,11 @@ def read_results(paths: Iterable[Path | str], task: str | None = None) -> list[d
         try:
             obj = json.loads(f.read_text())
         except (OSError, ValueError) as e:
-            raise UserError(f"{f}: not a readable result file ({e})") from e
+            raise UserError(f"{f}: not a readable result file ({getattr(e, 'strerror', None) or e})") from e
+        bad = next(lone_surrogates(obj), None)
+        if bad is not None:  # JSON allows the escape, but it is not text: no table could print it
+            raise UserError(f"{f}: not a readable result file ({bad or 'the document'} holds a lone UTF-16 "
+                            "surrogate, which is not text)")
         if isinstance(obj, dict) and "task" in obj and (task is None or obj["task"] == task):
             obj["_file"] = str(f)
             results.append(obj)

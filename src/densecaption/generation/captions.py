@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from densecaption.errors import UserError
-from densecaption.files import atomic_write_text
+from densecaption.files import atomic_write_text, writing
 from densecaption.generation.backends import TextBackend
 from densecaption.generation.jobs import Job, JobContext, JobReport
 from densecaption.generation.replies import strip_chatter
@@ -66,4 +66,6 @@ def caption_lines(report: JobReport, *, model: str, prompt: str, weights: str) -
 
 
 def write_captions(out: Path, lines: list[dict[str, Any]]) -> None:
-    atomic_write_text(out, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
+    """The output file, atomically; an OS error is one line naming the file (exit 2), not a traceback."""
+    with writing(out):
+        atomic_write_text(out, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))

@@ -8,23 +8,33 @@ of each for the whole image and 1 of each per mask, kept a reply only when its C
 77-token limit, which upstream checked afterwards). A negative equal to its source after
 ``replies.normalise_text`` is never kept.
 
+A reply must also mean what its kind means (``meaning_problem``, on spaCy content words): no negative equals
+or is contained in a summary of its entry; ``swaps`` uses exactly the summary's content words, in another
+order and with other pairings; ``basic`` and ``layout`` bring at least one content word or spatial word the
+summary lacks (a reply that only drops or reorders the summary's words is still true of the photo). A
+turned-down reply is asked again, within ``tries``.
+
 One job per (entry, kind): the kind's negatives are made in order, each later request told the earlier
-ones so that greedy decoding gives different texts. Rule-based negatives (``--rules``) come from
-``densecaption.generation.rules`` and are stored as kinds ``rule_swap`` and ``rule_replace``.
+ones so that greedy decoding gives different texts. The templates are ``TEMPLATES`` or a ``--prompts`` file's
+(``generation.prompts``). Rule-based negatives (``--rules``) come from ``densecaption.generation.rules``,
+``n_base``/``n_mask`` of each per entry, and are stored as kinds ``rule_swap`` and ``rule_replace``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from densecaption.data.schema import BASE_KEY, NEGATIVE_KINDS, DCIImage, mask_key
 from densecaption.errors import UserError
 from densecaption.generation.jobs import Job, JobFailed
+from densecaption.generation.prompts import PromptSet
 from densecaption.generation.replies import normalise_text, strip_preamble
-from densecaption.generation.summaries import Chat, TokenCount, job_id, reduce_to_fit
+from densecaption.generation.summaries import SHORTEN_A_LITTLE, SHORTEN_MORE, Chat, TokenCount, job_id, reduce_to_fit
 from densecaption.tokens import CLIP_CONTEXT
 
 PROMPT_VERSION = "1"
@@ -47,6 +57,13 @@ PROMPTS = {
         "many of the original words as you can and keep the same length; pair nouns with different adjectives "
         "than before. Reply with the new description only."),
 }
+TEMPLATES = {**PROMPTS, "shorten_a_little": SHORTEN_A_LITTLE, "shorten_more": SHORTEN_MORE}
+"""The built-in templates by name (the names a ``--prompts`` file may set; the reduce loop's too)."""
+
+
+def builtin_prompts() -> PromptSet:
+    """The built-in negative templates, as a run records them."""
+    return PromptSet(TEMPLATES, PROMPT_VERSION)
 
 
 @dataclass(frozen=True)
@@ -67,6 +84,10 @@ class NegativeConfig:
     reduce_tries: int = 4
     max_tokens: int = 256
     masks: bool = True
+    meaning: bool = True
+    """Turn down replies that do not mean what their kind means (``meaning_problem``)."""
+    prompts: PromptSet = field(default_factory=builtin_prompts)
+    """The templates (built-in, or a ``--prompts`` file's); recorded in the job log's header."""
 
     def __post_init__(self) -> None:
         unknown = [k for k in self.kinds if k not in PROMPTS]
@@ -77,19 +98,21 @@ class NegativeConfig:
     def settings(self) -> dict[str, Any]:
         """What shapes each job's output (not which jobs run: ``kinds`` and ``masks`` may change between runs
         into one output, each (entry, kind) being its own job)."""
-        fields = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("kinds", "masks")}
-        return {**fields, "prompts": PROMPT_VERSION}
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("kinds", "masks", "prompts")}
+        return {**fields, "prompts": self.prompts.manifest()}
 
 
 @dataclass(frozen=True)
 class NegativeItem:
-    """One (entry, kind): the source summary and how many negatives of the kind it wants."""
+    """One (entry, kind): the source summary, how many negatives of the kind it wants, and all the entry's
+    summaries (none of which a negative may restate)."""
 
     file: str
     key: str
     kind: str
     source: str
     n: int
+    summaries: tuple[str, ...] = ()
 
 
 def sources(record: DCIImage, masks: bool = True) -> list[tuple[str, str]]:
@@ -99,15 +122,24 @@ def sources(record: DCIImage, masks: bool = True) -> list[tuple[str, str]]:
     return [(k, summaries[k][0]) for k in keys if summaries.get(k) and summaries[k][0].strip()]
 
 
-def negative_jobs(entries: Iterable[tuple[str, str, str]], config: NegativeConfig) -> list[Job[NegativeItem]]:
-    """One job per (entry, kind) of (file, key, first summary) entries, in order."""
+def all_summaries(record: DCIImage, masks: bool = True) -> dict[tuple[str, str], tuple[str, ...]]:
+    """(file, key) -> every summary of the entries ``sources`` gives, for the restatement check."""
+    summaries = record.summaries or {}
+    return {(record.file, key): tuple(summaries.get(key) or ()) for key, _ in sources(record, masks)}
+
+
+def negative_jobs(entries: Iterable[tuple[str, str, str]], config: NegativeConfig,
+                  summaries: Mapping[tuple[str, str], Sequence[str]] | None = None) -> list[Job[NegativeItem]]:
+    """One job per (entry, kind) of (file, key, first summary) entries, in order; ``summaries`` maps
+    (file, key) to all the entry's summaries (default: the first one only)."""
     jobs = []
     for file, key, source in entries:
         n = config.n_base if key == BASE_KEY else config.n_mask
         if n <= 0:
             continue
+        known = tuple((summaries or {}).get((file, key)) or (source,))
         for kind in config.kinds:
-            jobs.append(Job(job_id(file, key, kind), NegativeItem(file, key, kind, source, n)))
+            jobs.append(Job(job_id(file, key, kind), NegativeItem(file, key, kind, source, n, known)))
     return jobs
 
 
@@ -123,7 +155,14 @@ def negative_message(source: str, earlier: list[str], rejected: str | None = Non
 
 
 FEEDBACK = {"empty": "it was empty", "unchanged": "it did not change the description",
-            "repeated": "it repeated an earlier one"}
+            "repeated": "it repeated an earlier one",
+            "restates a summary": "it repeated or shortened a true description of the photograph",
+            "not the summary's words": "use exactly the content words of the description, no more and no fewer",
+            "same order as the summary": "it kept the words in their order",
+            "same pairings as the summary": "every word kept its partner; pair nouns with other adjectives",
+            "only drops or reorders the summary's words": "leaving words out or moving them keeps it true of the "
+                                                          "photograph; change a detail instead"}
+"""Reason a reply was turned down -> what the next request tells the model (a length reason otherwise)."""
 
 
 @dataclass
@@ -136,33 +175,39 @@ class _Screen:
         return ", ".join(f"{reason} x{n}" for reason, n in self.counts.most_common())
 
 
-def make_negatives(item: NegativeItem, chat: Chat, config: NegativeConfig, count: TokenCount) -> list[str]:
+def make_negatives(item: NegativeItem, chat: Chat, config: NegativeConfig, count: TokenCount,
+                   analyse: Callable[[str], "Analysis"] | None = None) -> list[str]:
     """``item.n`` negatives of ``item.kind`` for ``item.source`` (see the module docstring).
 
-    Raises ``JobFailed``, saying why the candidates were turned down, when a negative finds no valid
+    ``analyse`` reads a text for the meaning check (default: a shared ``Analyser`` of the default spaCy
+    model). Raises ``JobFailed``, saying why the candidates were turned down, when a negative finds no valid
     candidate within ``config.tries`` requests.
     """
     length = count(item.source)
     source_key = normalise_text(item.source)
     target = min(length + config.slack, config.limit)
+    meaning = _meaning_check(item, config, analyse)
     made: list[str] = []
     screen = _Screen()
     for index in range(item.n):
         reason = None
         for _ in range(config.tries):
             feedback = None if reason is None else FEEDBACK.get(reason, f"its length was wrong ({reason})")
-            reply = chat.ask(PROMPTS[item.kind], negative_message(item.source, made, feedback),
+            reply = chat.ask(config.prompts[item.kind], negative_message(item.source, made, feedback),
                              max_tokens=config.max_tokens)
             candidate = strip_preamble(reply)
-            reason = _turn_down(candidate, source_key, made, length, count(candidate) if candidate else 0, config)
+            reason = (_turn_down(candidate, source_key, made, length, count(candidate) if candidate else 0, config,
+                                 item.summaries) or meaning(candidate))
             if reason is None:
                 try:
-                    candidate = reduce_to_fit(chat, candidate, target, count, tries=config.reduce_tries,
-                                              max_tokens=config.max_tokens)
+                    reduced = reduce_to_fit(chat, candidate, target, count, tries=config.reduce_tries,
+                                            max_tokens=config.max_tokens, prompts=config.prompts)
                 except JobFailed:
                     reason = f"still over {target} tokens after reducing"
                 else:
-                    reason = _turn_down(candidate, source_key, made, length, count(candidate), config, window=False)
+                    reason = _turn_down(reduced, source_key, made, length, count(reduced), config, item.summaries,
+                                        window=False) or (meaning(reduced) if reduced != candidate else None)
+                    candidate = reduced
             if reason is None:
                 made.append(candidate)
                 break
@@ -173,8 +218,18 @@ def make_negatives(item: NegativeItem, chat: Chat, config: NegativeConfig, count
     return made
 
 
+def _meaning_check(item: NegativeItem, config: NegativeConfig,
+                   analyse: Callable[[str], "Analysis"] | None) -> Callable[[str], str | None]:
+    """``meaning_problem`` of a candidate for the item's kind (nothing when ``config.meaning`` is off)."""
+    if not config.meaning:
+        return lambda text: None
+    read = analyse or default_analyser()
+    source = read(item.source)
+    return lambda text: meaning_problem(item.kind, read(text), source, item.summaries)
+
+
 def _turn_down(candidate: str, source_key: str, made: list[str], source_length: int, length: int,
-               config: NegativeConfig, *, window: bool = True) -> str | None:
+               config: NegativeConfig, summaries: Sequence[str] = (), *, window: bool = True) -> str | None:
     if not candidate:
         return "empty"
     key = normalise_text(candidate)
@@ -182,6 +237,8 @@ def _turn_down(candidate: str, source_key: str, made: list[str], source_length: 
         return "unchanged"
     if any(key == normalise_text(m) for m in made):
         return "repeated"
+    if restates(candidate, summaries):
+        return "restates a summary"
     if window and not (source_length - config.below <= length <= source_length + config.above):
         return f"length outside [{source_length - config.below}, {source_length + config.above}]"
     if not window and length > config.limit:
@@ -190,7 +247,8 @@ def _turn_down(candidate: str, source_key: str, made: list[str], source_length: 
 
 
 def check_negatives(config: NegativeConfig, count: TokenCount) -> Callable[[NegativeItem, Any], str | None]:
-    """The job check: ``n`` non-empty, distinct negatives, none equal to the source, each fitting the limit."""
+    """The job check: ``n`` non-empty, distinct negatives, none equal to the source or restating a summary of
+    the entry, each fitting the limit."""
 
     def check(item: NegativeItem, output: Any) -> str | None:
         if not isinstance(output, list) or not all(isinstance(s, str) for s in output):
@@ -202,6 +260,8 @@ def check_negatives(config: NegativeConfig, count: TokenCount) -> Callable[[Nega
             return "an empty negative"
         if normalise_text(item.source) in keys:
             return "a negative unchanged from its summary"
+        if any(restates(s, item.summaries) for s in output):
+            return "a negative restating a summary"
         if len(set(keys)) != len(keys):
             return "repeated negatives"
         if any(count(s) > config.limit for s in output):
@@ -209,6 +269,192 @@ def check_negatives(config: NegativeConfig, count: TokenCount) -> Callable[[Nega
         return None
 
     return check
+
+
+# --------------------------------------------------------------------------------------------- meaning
+CONTENT_POS = frozenset({"NOUN", "VERB", "ADJ", "NUM", "PROPN"})
+"""Parts of speech (spaCy's universal tags) whose words carry what a description says."""
+SPATIAL_WORDS = frozenset({
+    "above", "below", "under", "underneath", "beneath", "over", "behind", "beside", "besides", "near", "nearby",
+    "inside", "outside", "within", "between", "among", "amid", "atop", "on", "onto", "in", "into", "across",
+    "along", "around", "through", "against", "toward", "towards", "beyond", "upon", "off", "opposite", "next",
+    "left", "right", "top", "bottom", "front", "back", "middle", "center", "centre", "foreground",
+    "background", "upside", "down", "up", "far", "close", "upstairs", "downstairs", "indoors", "outdoors"})
+"""Words of place: a ``layout`` negative may change only where they put things ("a cup on the table" -> "under
+the table", "the flag on the left" -> "on the right")."""
+
+
+@dataclass(frozen=True)
+class Word:
+    """One word of a text (letters or digits in it), lower case, with its lemma and whether it is content."""
+
+    text: str
+    lemma: str
+    content: bool
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """A text as the meaning check reads it: its words, and the pairs its content words form."""
+
+    text: str
+    words: tuple[Word, ...]
+    pairs: frozenset[tuple[str, str, str]]
+    """(word, relation, head): each content word and its nearest content ancestor in the parse, the relation
+    naming the function words between them ("table", "pobj/on", "cup"); a lemma met more than once is
+    numbered in order ("tower#2"), so that which tower is tall still counts."""
+    places: tuple[tuple[str, str, str], ...] = ()
+    """(spatial word, its object, what it places), in text order: "a flag hangs on the left" gives ("on",
+    "left", "flag")."""
+    place_words: tuple[str, ...] = ()
+    """The spatial words in text order, read from the words alone (a shorter text changes the parse, not the
+    order of what is left): "a flag on the left, a model on the right" gives ("on", "left", "on", "right")."""
+
+
+def analysis_of(doc: Any) -> Analysis:
+    """The ``Analysis`` of a parsed spaCy ``Doc``."""
+    words = tuple(Word(_bare(t.lower_), _bare(t.lemma_.lower()), t.pos_ in CONTENT_POS) for t in doc if _is_word(t))
+    names = _numbered_lemmas(doc)
+    pairs = frozenset(_pair(t, names) for t in doc if t.i in names)
+    spatial = [t for t in doc if t.lower_ in SPATIAL_WORDS]
+    places = tuple((t.lower_, next((_bare(c.lemma_.lower()) for c in t.children if c.dep_ == "pobj"), ""), _anchor(t))
+                   for t in spatial if not (t.dep_ == "pobj" and t.head.lower_ in SPATIAL_WORDS))
+    place_words = tuple(t.lower_ for t in spatial)
+    return Analysis(doc.text, words, pairs, places, place_words)
+
+
+def _is_word(token: Any) -> bool:
+    return any(c.isalnum() for c in token.text)
+
+
+def _bare(word: str) -> str:
+    """A word without the punctuation spaCy may leave on it ("-man")."""
+    return normalise_text(word).replace(" ", "") or word
+
+
+
+def _numbered_lemmas(doc: Any) -> dict[int, str]:
+    """Token index -> lemma of each content word, numbered in order when the lemma is met again."""
+    content = [t for t in doc if t.pos_ in CONTENT_POS and _is_word(t)]
+    totals = Counter(t.lemma_.lower() for t in content)
+    seen: Counter = Counter()
+    names = {}
+    for t in content:
+        lemma = t.lemma_.lower()
+        seen[lemma] += 1
+        names[t.i] = f"{lemma}#{seen[lemma]}" if totals[lemma] > 1 else lemma
+    return names
+
+
+def _pair(token: Any, names: dict[int, str]) -> tuple[str, str, str]:
+    relation, node = [token.dep_], token
+    while node.head.i != node.i:
+        node = node.head
+        if node.i in names:
+            return names[token.i], "/".join(relation), names[node.i]
+        relation.append(node.lower_)
+    return names[token.i], "/".join(relation), ""
+
+
+def _anchor(token: Any) -> str:
+    """What a place word places: the lemma of the nearest noun above it in the parse, or the subject of the
+    nearest verb with one ("a flag hangs on the left": flag); "" when none."""
+    node = token
+    while node.head.i != node.i:
+        node = node.head
+        if node.pos_ in ("NOUN", "PROPN", "PRON"):
+            return node.lemma_.lower()
+        subject = next((c for c in node.children if c.dep_ in ("nsubj", "nsubjpass")), None)
+        if subject is not None:
+            return subject.lemma_.lower()
+    return ""
+
+
+class Analyser:
+    """Reads texts into ``Analysis`` with a spaCy pipeline loaded on first use (default: the official
+    ``en_core_web_sm``, else its PyPI mirror, as ``rules`` loads it). One text at a time, so the job runner's
+    threads can share it; recent texts are cached (each source is read by every kind's job)."""
+
+    def __init__(self, spacy_model: str | None = None, cache_size: int = 4096) -> None:
+        self.spacy_model = spacy_model
+        self.cache_size = cache_size
+        self._nlp: Any = None
+        self._cache: dict[str, Analysis] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, text: str) -> Analysis:
+        with self._lock:
+            found = self._cache.get(text)
+            if found is None:
+                if self._nlp is None:
+                    from densecaption.generation.rules import DEFAULT_SPACY_MODEL, _load_spacy
+
+                    self._nlp, _ = _load_spacy(self.spacy_model or DEFAULT_SPACY_MODEL)
+                if len(self._cache) >= self.cache_size:
+                    self._cache.clear()
+                found = self._cache[text] = analysis_of(self._nlp(text))
+            return found
+
+
+@functools.lru_cache(maxsize=None)
+def default_analyser() -> Analyser:
+    """One shared ``Analyser`` of the default spaCy model (created on first use, loaded on first text)."""
+    return Analyser()
+
+
+def restates(text: str, summaries: Sequence[str]) -> bool:
+    """Whether ``text`` equals or is contained in one of ``summaries`` (whole words, after ``normalise_text``):
+    then it is true of the photo the summaries describe."""
+    key = normalise_text(text)
+    return bool(key) and any(f" {key} " in f" {normalise_text(s)} " for s in summaries)
+
+
+def meaning_problem(kind: str, negative: Analysis, source: Analysis, summaries: Sequence[str] = ()) -> str | None:
+    """Why ``negative`` is not a negative of ``kind`` for ``source`` (the summary it was made from), or None.
+
+    - any kind: it must not equal or be contained in ``source`` or any of ``summaries``;
+    - ``swaps``: the same multiset of content words (nouns, verbs, adjectives, numerals, proper nouns,
+      lemmatised), in another order, with other pairings (not the same sentence said another way);
+    - ``basic``, ``layout``: at least one content word the source lacks, or a spatial phrase placed anew
+      (``_placed_anew``: "the tower on the left" -> "on the right"); content words that are a (multi)subset
+      of the source's, with nothing placed anew, only drop or reorder what is true.
+    """
+    if restates(negative.text, (source.text, *summaries)):
+        return "restates a summary"
+    theirs, ours = _content_words(source, negative)
+    if kind == "swaps":
+        if Counter(ours) != Counter(theirs):
+            return "not the summary's words"
+        if ours == theirs:
+            return "same order as the summary"
+        if negative.pairs == source.pairs:
+            return "same pairings as the summary"
+        return None
+    if not Counter(ours) - Counter(theirs) and not _placed_anew(negative, source):
+        return "only drops or reorders the summary's words"
+    return None
+
+
+def _placed_anew(negative: Analysis, source: Analysis) -> bool:
+    """Whether a spatial phrase of ``negative`` puts something somewhere new: its place words are not the
+    source's in the source's order (a new one, or "flag on the left, model on the right" -> "flag on the
+    right, model on the left"), and the parse places something anew. Words dropped leave the rest in order,
+    so a shortened text never counts, whatever the parse made of it."""
+    theirs = iter(source.place_words)
+    in_order = all(any(w == v for v in theirs) for w in negative.place_words)
+    return not in_order and bool(set(negative.places) - set(source.places))
+
+
+def _content_words(source: Analysis, negative: Analysis) -> tuple[list[str], list[str]]:
+    """The content words of ``source`` and of ``negative``, lemmatised, in order. A word is content when
+    either text tags it so (a reordered sentence may tag the same word otherwise), and a word the source
+    has is read with the source's lemma, so that both sides count the same words alike."""
+    content = {w.text for w in (*source.words, *negative.words) if w.content}
+    lemma: dict[str, str] = {}
+    for w in sorted(source.words, key=lambda w: not w.content):
+        lemma.setdefault(w.text, w.lemma)
+    return ([lemma.get(w.text, w.lemma) for w in source.words if w.text in content],
+            [lemma.get(w.text, w.lemma) for w in negative.words if w.text in content])
 
 
 # --------------------------------------------------------------------------------------------- rules
@@ -221,36 +467,59 @@ class RuleProblem:
 
 
 def rule_negatives_for(entries: list[tuple[str, str, str]], *, seed: int, count: TokenCount,
-                       limit: int = CLIP_CONTEXT, **rule_options: Any
+                       limit: int = CLIP_CONTEXT, n_base: int = 1, n_mask: int = 1, **rule_options: Any
                        ) -> tuple[dict[tuple[str, str], dict[str, list[str]]], list[RuleProblem]]:
-    """Rule-based negatives of (file, key, first summary) entries: ``{(file, key): {kind: [text]}}`` and
-    the entries for which a kind could not be made (none possible, unchanged, or too long).
+    """Rule-based negatives of (file, key, first summary) entries: ``{(file, key): {kind: [text, ...]}}``,
+    up to ``n_base`` of each kind for a whole image and ``n_mask`` for a mask (``--n-base``/``--n-mask``, as
+    for the LLM kinds), and the entries for which a kind fell short (none possible, unchanged, too long,
+    or fewer distinct ones than asked).
 
-    ``rule_options`` (``spacy_model``, ``wordnet_dir``) go to ``rules.rule_negatives`` as they are."""
+    ``rule_options`` (``spacy_model``, ``wordnet_dir``) go to ``rules.rule_negative_lists`` as they are."""
     try:
-        from densecaption.generation.rules import rule_negatives
+        from densecaption.generation.rules import rule_negative_lists
     except ImportError as e:
         raise UserError(f"--rules needs densecaption.generation.rules, which does not import here ({e})") from e
-    texts = [text for _, _, text in entries]
-    results = rule_negatives(texts, seed=seed, **rule_options) if texts else []
+    wanted = [(entry, n_base if entry[1] == BASE_KEY else n_mask) for entry in entries]
+    wanted = [(entry, n) for entry, n in wanted if n > 0]
+    texts = [text for (_, _, text), _ in wanted]
+    results = rule_negative_lists(texts, seed=seed, n=[n for _, n in wanted], **rule_options) if texts else []
     if len(results) != len(texts):
-        raise RuntimeError(f"rule_negatives returned {len(results)} results for {len(texts)} texts")
+        raise RuntimeError(f"rule_negative_lists returned {len(results)} results for {len(texts)} texts")
     made: dict[tuple[str, str], dict[str, list[str]]] = {}
     problems: list[RuleProblem] = []
-    for (file, key, text), result in zip(entries, results):
+    for ((file, key, text), n), result in zip(wanted, results):
         for name, kind in RULE_KINDS.items():
-            negative = (result or {}).get(name)
-            if not negative or not negative.strip():
-                reason = "none could be made"
-            elif normalise_text(negative) == normalise_text(text):
-                reason = "unchanged after normalisation"
-            elif count(negative) > limit:
-                reason = f"over {limit} CLIP tokens"
-            else:
-                made.setdefault((file, key), {})[kind] = [negative]
-                continue
-            problems.append(RuleProblem(file, key, kind, reason))
+            good, reasons = _screen_rule_negatives((result or {}).get(name) or [], text, count, limit)
+            if good:
+                made.setdefault((file, key), {})[kind] = good[:n]
+            if len(good) < n:
+                reason = (f"only {len(good)} of {n} could be made" if good
+                          else reasons.most_common(1)[0][0] if reasons else "none could be made")
+                problems.append(RuleProblem(file, key, kind, reason))
     return made, problems
+
+
+def _screen_rule_negatives(negatives: Iterable[str], source: str, count: TokenCount,
+                           limit: int) -> tuple[list[str], Counter]:
+    """The rule negatives worth keeping (distinct, changed after normalisation, within ``limit`` tokens) and
+    why the others were not."""
+    good: list[str] = []
+    reasons: Counter = Counter()
+    seen = {normalise_text(source)}
+    for negative in negatives:
+        key = normalise_text(negative or "")
+        if not key:
+            continue
+        if key == normalise_text(source):
+            reasons["unchanged after normalisation"] += 1
+        elif key in seen:
+            reasons["repeated"] += 1
+        elif count(negative) > limit:
+            reasons[f"over {limit} CLIP tokens"] += 1
+        else:
+            seen.add(key)
+            good.append(negative)
+    return good, reasons
 
 
 def with_negatives(record: DCIImage, llm: Mapping[tuple[str, str], list[str]], llm_kinds: Iterable[str],

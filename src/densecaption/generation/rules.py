@@ -24,7 +24,7 @@ import logging
 import random
 import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,9 +99,26 @@ def _match_case(new: str, old: str) -> str:
     return new
 
 
+_AN_BEFORE = ("hour", "honest", "honour", "honor", "heir")  # a silent h
+_A_BEFORE = ("uni", "use", "usu", "uti", "ura", "uro", "eu", "ewe", "one", "once", "ubiq")  # a "y"/"w" sound
+
+
+def indefinite_article(word: str) -> str:
+    """"a" or "an" before ``word``: by its first letter, with the common exceptions ("an hour", "a unicorn",
+    "a one-way street", "an 8")."""
+    low = word.lower()
+    if low[:1].isdigit():
+        return "an" if re.match(r"8|1[18](?!\d)", low) else "a"
+    if low.startswith(_AN_BEFORE):
+        return "an"
+    if low.startswith(_A_BEFORE):
+        return "a"
+    return "an" if low[:1] in ("a", "e", "i", "o", "u") else "a"
+
+
 def _article_fits(article: str, word: str) -> bool:
-    """Whether "a"/"an" still reads right before ``word`` (by its first letter: a rule of thumb)."""
-    return (article == "an") == (word[:1].lower() in "aeiou")
+    """Whether "a"/"an" still reads right before ``word``."""
+    return indefinite_article(word) == article
 
 
 def _count_value(text: str) -> int | None:
@@ -153,46 +170,59 @@ class RuleNegatives:
 
     def edits(self, texts: Iterable[str], *, seed: int) -> list[dict[str, Edit | None]]:
         """Like calling the object, with each negative's kind and changed phrases (``Edit``) kept."""
+        return [{name: (found[0] if found else None) for name, found in row.items()}
+                for row in self.edit_lists(texts, seed=seed, n=1)]
+
+    def edit_lists(self, texts: Iterable[str], *, seed: int, n: int | Sequence[int]) -> list[dict[str, list[Edit]]]:
+        """Up to ``n`` distinct edits of each kind per text (``n`` one count for all, or one per text); the
+        first of each is the one ``edits`` gives. Fewer when the text allows fewer."""
         texts = list(texts)
+        counts = [n] * len(texts) if isinstance(n, int) else list(n)
+        if len(counts) != len(texts):
+            raise ValueError(f"{len(counts)} counts for {len(texts)} texts")
         if not texts:
             return []
         nlp, _ = self.nlp, self.wordnet  # both up front: a missing WordNet is reported before any work
-        out: list[dict[str, Edit | None]] = []
-        for text, doc in zip(texts, nlp.pipe(texts, batch_size=self.batch_size)):
-            if not normalise_text(text):
-                out.append({"swap": None, "replace": None})
+        out: list[dict[str, list[Edit]]] = []
+        for text, want, doc in zip(texts, counts, nlp.pipe(texts, batch_size=self.batch_size)):
+            if not normalise_text(text) or want < 1:
+                out.append({"swap": [], "replace": []})
                 continue
-            out.append({"swap": self._swap(doc, text_rng(seed, text, "swap")),
-                        "replace": self._replace(doc, text_rng(seed, text, "replace"))})
+            out.append({"swap": self._swaps(doc, text_rng(seed, text, "swap"), want),
+                        "replace": self._replaces(doc, text_rng(seed, text, "replace"), want)})
         return out
 
     # -- swaps -----------------------------------------------------------------------------------------
-    def _swap(self, doc: Any, rng: random.Random) -> Edit | None:
+    def _swaps(self, doc: Any, rng: random.Random, n: int) -> list[Edit]:
+        """Up to ``n`` swaps of two phrases of one kind and one grammatical role (``_swap_units``), taking
+        the kinds in turn in a seeded order. A swap that only reorders a list, leaves the text as it was or
+        puts a word next to itself ("white white-haired") is not one."""
         source = normalise_text(doc.text)
-        spans: dict[str, list[tuple[int, int]]] = {
-            "noun_phrase": [span for c in _noun_chunks(doc) if c.root.pos_ != "PRON"
-                            for span in [_trim_punct(c)] if span is not None],
-            # not one part of a hyphenated word ("multi-tiered", "gold-coloured")
-            "adjective": [(t.i, t.i + 1) for t in doc if t.pos_ == "ADJ" and t.is_alpha and not _hyphenated(t)],
-            "verb": [(t.i, t.i + 1) for t in doc if t.pos_ == "VERB" and t.is_alpha and not _hyphenated(t)],
-        }
-        kinds = [kind for kind in SWAP_KINDS if len(spans[kind]) >= 2]
+        repeats = _adjacent_repeats(source)
+        queues = {kind: _swap_pairs(units, apart=kind == "adjective") for kind, units in _swap_units(doc).items()}
+        kinds = [kind for kind in SWAP_KINDS if queues[kind]]
         rng.shuffle(kinds)
         for kind in kinds:
-            found = spans[kind]
-            pairs = [(a, b) for i, a in enumerate(found) for b in found[i + 1:]]
-            rng.shuffle(pairs)
-            for a, b in pairs:
-                first, second = doc[a[0]:a[1]], doc[b[0]:b[1]]
-                if normalise_text(first.text) == normalise_text(second.text):
+            rng.shuffle(queues[kind])
+        made: list[Edit] = []
+        seen = {source}
+        while len(made) < n and any(queues[kind] for kind in kinds):
+            for kind in kinds:
+                if not queues[kind] or len(made) >= n:
                     continue
+                a, b = queues[kind].pop(0)
                 text = _swap_spans(doc, a, b)
-                if normalise_text(text) != source:
-                    return Edit(kind, text, first.text, second.text)
-        return None
+                key = normalise_text(text)
+                if key in seen or _adjacent_repeats(key) > repeats:
+                    continue
+                seen.add(key)
+                made.append(Edit(kind, text, doc[a[0]:a[1]].text, doc[b[0]:b[1]].text))
+        return made
 
     # -- replacements ----------------------------------------------------------------------------------
-    def _replace(self, doc: Any, rng: random.Random) -> Edit | None:
+    def _replaces(self, doc: Any, rng: random.Random, n: int) -> list[Edit]:
+        """Up to ``n`` distinct replacements of one phrase each: a kind at random among those possible, a
+        phrase of it, then a replacement not used yet."""
         source = normalise_text(doc.text)
         candidates: dict[str, list[tuple[int, int, list[str]]]] = {kind: [] for kind in REPLACE_KINDS}
         for token in doc:
@@ -226,17 +256,27 @@ class RuleNegatives:
                 if options:
                     kept.append((start, end, options))
             candidates[kind] = kept
-        kinds = [kind for kind in REPLACE_KINDS if candidates[kind]]
-        if not kinds:
-            return None
-        kind = rng.choice(kinds)
-        start, end, options = rng.choice(candidates[kind])
-        old_span = doc[start:end]
-        new = _match_case(rng.choice(options), old_span.text)
-        text = doc[:start].text_with_ws + new + old_span[-1].whitespace_ + doc[end:].text_with_ws
-        if normalise_text(text) == source:  # cannot happen by construction; never emit a non-negative
-            return None
-        return Edit(kind, text, old_span.text, new)
+        made: list[Edit] = []
+        seen = {source}
+        while len(made) < n:
+            kinds = [kind for kind in REPLACE_KINDS if candidates[kind]]
+            if not kinds:
+                break
+            kind = rng.choice(kinds)
+            found = rng.choice(candidates[kind])
+            start, end, options = found
+            choice = rng.choice(options)
+            options.remove(choice)  # each replacement once
+            if not options:
+                candidates[kind].remove(found)
+            old_span = doc[start:end]
+            new = _match_case(choice, old_span.text)
+            text = doc[:start].text_with_ws + new + old_span[-1].whitespace_ + doc[end:].text_with_ws
+            if normalise_text(text) in seen:  # the source: cannot happen by construction; never emit it
+                continue
+            seen.add(normalise_text(text))
+            made.append(Edit(kind, text, old_span.text, new))
+        return made
 
     def _object_candidate(self, doc: Any, token: Any) -> tuple[int, int, list[str]] | None:
         """The object phrase headed by ``token`` (with its compound words when WordNet knows the compound,
@@ -317,6 +357,15 @@ def rule_negatives(texts: list[str], *, seed: int, spacy_model: str = DEFAULT_SP
     return RuleNegatives(spacy_model, wordnet_dir=wordnet_dir)(texts, seed=seed)
 
 
+def rule_negative_lists(texts: list[str], *, seed: int, n: int | Sequence[int], spacy_model: str = DEFAULT_SPACY_MODEL,
+                        wordnet_dir: str | Path | None = None) -> list[dict[str, list[str]]]:
+    """Per text ``{"swap": [...], "replace": [...]}``: up to ``n`` distinct negatives of each kind (``n`` one
+    count, or one per text: e.g. ``--n-base`` for whole images, ``--n-mask`` for masks), the first being
+    ``rule_negatives``'s. Deterministic for a seed, whatever the batch."""
+    rows = RuleNegatives(spacy_model, wordnet_dir=wordnet_dir).edit_lists(texts, seed=seed, n=n)
+    return [{name: [edit.text for edit in found] for name, found in row.items()} for row in rows]
+
+
 # -- helpers -------------------------------------------------------------------------------------------
 
 def _noun_chunks(doc: Any) -> list[Any]:
@@ -361,12 +410,109 @@ def _is_material_use(token: Any) -> bool:
     return (token.dep_ == "pobj" and head.lower_ in ("of", "from") and head.head.lemma_.lower() in _MAKE_VERBS)
 
 
+_DETERMINER_LIKE = frozenset({"other", "another", "same", "such", "own", "only", "many", "few", "several",
+                              "various", "much", "more", "most", "less", "least", "first", "last", "next"})
+"""Adjectives that work as determiners ("the other side"): moved, they read wrong ("an other tag")."""
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """A phrase that may swap: its token bounds, its role (only units of one role swap) and the token a
+    conjunct list or a modified noun hangs on (two units of one anchor only reorder, they do not mislead)."""
+
+    span: tuple[int, int]
+    role: tuple[Any, ...]
+    anchor: int
+
+
+def _swap_units(doc: Any) -> dict[str, list[_Unit]]:
+    """The phrases of each swap kind, with their grammatical roles:
+
+    - noun phrases (spaCy noun chunks, not pronouns) of the same number and both with or both without a
+      determiner, anchored on the first conjunct of a list ("a cup, a plate and a fork");
+    - adjectives modifying a noun (``amod``) or the subject (``acomp``), of the same degree (JJ, JJR, JJS),
+      anchored on their noun ("a big red ball": big and red never trade places);
+    - verbs of the same form (VBZ, VBG, ...), both or neither used as an adjective, both or neither with an
+      object ("a man riding a horse" / "children watching" do not swap).
+    Hyphenated parts ("white" of "white-haired") never move.
+    """
+    units: dict[str, list[_Unit]] = {kind: [] for kind in SWAP_KINDS}
+    for chunk in _noun_chunks(doc):
+        span = _trim_punct(chunk)
+        root = chunk.root
+        if span is None or root.pos_ == "PRON":
+            continue
+        determined = any(t.dep_ in ("det", "poss", "nummod") for t in doc[span[0]:span[1]] if t.i < root.i)
+        role = (root.tag_ in ("NNS", "NNPS"), determined)
+        units["noun_phrase"].append(_Unit(span, role, _conjunct_root(root).i))
+    for token in doc:
+        if not token.is_alpha or _hyphenated(token):
+            continue
+        if token.pos_ == "ADJ" and token.lower_ not in _DETERMINER_LIKE:
+            base = _conjunct_root(token)
+            if base.dep_ in ("amod", "acomp"):
+                role = (base.dep_, token.tag_, _stack_place(base))
+                units["adjective"].append(_Unit((token.i, token.i + 1), role, base.head.i))
+        elif token.pos_ == "VERB":
+            has_object = any(c.dep_ in ("dobj", "obj") for c in token.children)
+            units["verb"].append(_Unit((token.i, token.i + 1), (token.tag_, token.dep_ == "amod", has_object),
+                                       -1 - token.i))
+    return units
+
+
+def _conjunct_root(token: Any) -> Any:
+    """The first item of the list ``token`` is in ("white" of "black and white": "black"; spaCy parses some
+    lists as appositions: "a cup, a plate and a fork")."""
+    while token.dep_ in ("conj", "appos") and token.head.i != token.i and token.head.pos_ == token.pos_:
+        token = token.head
+    return token
+
+
+def _stack_place(adjective: Any) -> int:
+    """How many other modifiers of its noun stand between a prenominal adjective and the noun: "big" of "a
+    big red ball" is 1, "red" 0. Adjectives swap only at the same place, so that a size does not land among
+    colours ("a big small ball")."""
+    head = adjective.head
+    if head.i < adjective.i:
+        return 0
+    return sum(1 for t in adjective.doc[adjective.i + 1:head.i] if t.dep_ == "amod" and t.head.i == head.i)
+
+
+def _swap_pairs(units: list[_Unit], *, apart: bool = False) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Pairs of units that may swap: the same role, different anchors; with ``apart``, never two units side
+    by side (stacked adjectives, "dark red vessels", describe one thing whatever the parse says)."""
+    return [(a.span, b.span) for i, a in enumerate(units) for b in units[i + 1:]
+            if a.role == b.role and a.anchor != b.anchor and not (apart and a.span[1] == b.span[0])]
+
+
+def _adjacent_repeats(normalised: str) -> int:
+    """How many words of a normalised text repeat the word before them ("white white")."""
+    words = normalised.split()
+    return sum(1 for x, y in zip(words, words[1:]) if x == y)
+
+
 def _swap_spans(doc: Any, a: tuple[int, int], b: tuple[int, int]) -> str:
+    """The text with the two spans traded, capitals kept at sentence starts and "a"/"an" just before each
+    moved span made to fit its new first word ("an old chair and a red table" -> "a red chair and an old
+    table")."""
     (i, j), (k, m) = sorted([a, b])
     first, second = doc[i:j], doc[k:m]
-    return (doc[:i].text_with_ws + _moved_text(second, first) + first[-1].whitespace_
-            + doc[j:k].text_with_ws + _moved_text(first, second) + second[-1].whitespace_
-            + doc[m:].text_with_ws)
+    pieces = [t.text_with_ws for t in doc]
+    pieces[i:j] = [_moved_text(second, first) + first[-1].whitespace_] + [""] * (j - i - 1)
+    pieces[k:m] = [_moved_text(first, second) + second[-1].whitespace_] + [""] * (m - k - 1)
+    for slot, moved in ((i, second), (k, first)):
+        before = slot - 1
+        if before >= 0 and not i <= before < j and doc[before].lower_ in ("a", "an"):
+            pieces[before] = _article_like(doc[before].text, moved[0].text) + doc[before].whitespace_
+    return "".join(pieces)
+
+
+def _article_like(article: str, word: str) -> str:
+    """The indefinite article for ``word``, written in the case of ``article`` ("An" -> "A")."""
+    new = indefinite_article(word)
+    if len(article) > 1 and article.isupper():
+        return new.upper()
+    return new.capitalize() if article[:1].isupper() else new
 
 
 def _moved_text(moved: Any, slot: Any) -> str:

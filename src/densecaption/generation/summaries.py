@@ -13,14 +13,15 @@ at least 224 px, as sDCI keeps them):
    more for a mask; those are the defaults.
 
 Replies go through ``replies.strip_preamble`` / ``replies.parse_numbered``. One entry is one job of the
-job runner, so a long run resumes where it stopped.
+job runner, so a long run resumes where it stopped. The templates are ``TEMPLATES`` or a ``--prompts``
+file's (``generation.prompts``), recorded in the job log's header.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from densecaption.data.schema import BASE_KEY, DCIImage, mask_key
@@ -28,6 +29,7 @@ from densecaption.data.sdci import MIN_BOX, EntryFilter
 from densecaption.data.text import image_text, mask_text
 from densecaption.generation.backends import TextBackend
 from densecaption.generation.jobs import Job, JobContext, JobFailed
+from densecaption.generation.prompts import PromptSet, fill
 from densecaption.generation.replies import normalise_text, parse_numbered, strip_preamble
 from densecaption.tokens import CLIP_CONTEXT
 
@@ -55,6 +57,14 @@ MULTI = (
     "summaries that are all accurate for the same photograph but may pay attention to different details; "
     "each should be a few sentences and under {words} words. Reply with a numbered list only, in the form:\n"
     "1. <summary>\n2. <summary>\n...")
+TEMPLATES = {"first_image": FIRST_IMAGE, "first_region": FIRST_REGION, "shorten_a_little": SHORTEN_A_LITTLE,
+             "shorten_more": SHORTEN_MORE, "multi": MULTI}
+"""The built-in templates by name (the names a ``--prompts`` file may set)."""
+
+
+def builtin_prompts() -> PromptSet:
+    """The built-in summary templates, as a run records them."""
+    return PromptSet(TEMPLATES, PROMPT_VERSION)
 
 
 @dataclass(frozen=True)
@@ -78,12 +88,14 @@ class SummaryConfig:
     """Texts longer than this (CLIP tokens) lose lines from the end first, as upstream bounded its input."""
     masks: bool = True
     min_box: int = MIN_BOX
+    prompts: PromptSet = field(default_factory=builtin_prompts)
+    """The templates (built-in, or a ``--prompts`` file's); recorded in the job log's header."""
 
     def settings(self) -> dict[str, Any]:
         """What shapes each entry's output (not which entries run: ``masks`` and ``min_box`` may change
         between runs into one output)."""
-        fields = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("masks", "min_box")}
-        return {**fields, "prompts": PROMPT_VERSION}
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("masks", "min_box", "prompts")}
+        return {**fields, "prompts": self.prompts.manifest()}
 
     def wanted(self, key: str, text_tokens: int) -> int:
         if key == BASE_KEY:
@@ -147,19 +159,22 @@ class Chat:
         return self.ctx.call(self.backend.generate, messages, max_tokens=max_tokens, seed=self.ctx.next_seed())
 
 
-def reduce_to_fit(chat: Chat, text: str, limit: int, count: TokenCount, *, tries: int, max_tokens: int) -> str:
+def reduce_to_fit(chat: Chat, text: str, limit: int, count: TokenCount, *, tries: int, max_tokens: int,
+                  prompts: Mapping[str, str] | PromptSet | None = None) -> str:
     """Ask for shorter rephrasings until ``text`` fits ``limit`` CLIP tokens; at most ``tries`` requests.
 
     A reply that is empty or not shorter is a wasted try (the text so far is kept), and the next request
     asks for clearly shorter, so that greedy decoding does not repeat the same reply. Raises ``JobFailed``
-    when the text still does not fit after the last try.
+    when the text still does not fit after the last try. ``prompts`` holds ``shorten_a_little`` and
+    ``shorten_more`` (default: the built-in ones).
     """
+    prompts = TEMPLATES if prompts is None else prompts
     length = count(text)
     wasted = False
     for _ in range(tries):
         if length <= limit:
             return text
-        prompt = SHORTEN_A_LITTLE if length - limit < 10 and not wasted else SHORTEN_MORE
+        prompt = prompts["shorten_a_little"] if length - limit < 10 and not wasted else prompts["shorten_more"]
         candidate = strip_preamble(chat.ask(prompt, text, max_tokens=max_tokens))
         wasted = not candidate or count(candidate) >= length
         if not wasted:
@@ -170,11 +185,12 @@ def reduce_to_fit(chat: Chat, text: str, limit: int, count: TokenCount, *, tries
 
 
 def first_summary(chat: Chat, item: SummaryItem, config: SummaryConfig, count: TokenCount) -> str:
-    prompt = (FIRST_IMAGE if item.key == BASE_KEY else FIRST_REGION).format(words=config.words)
+    prompt = fill(config.prompts["first_image" if item.key == BASE_KEY else "first_region"], words=config.words)
     summary = strip_preamble(chat.ask(prompt, item.text, max_tokens=config.max_tokens))
     if not summary:
         raise JobFailed("empty first summary")
-    return reduce_to_fit(chat, summary, config.limit, count, tries=config.reduce_tries, max_tokens=config.max_tokens)
+    return reduce_to_fit(chat, summary, config.limit, count, tries=config.reduce_tries, max_tokens=config.max_tokens,
+                         prompts=config.prompts)
 
 
 def multi_message(text: str, existing: list[str]) -> str:
@@ -198,7 +214,8 @@ def more_summaries(chat: Chat, item: SummaryItem, summaries: list[str], config: 
     made = 0
     while len(summaries) < item.wanted and made < calls:
         made += 1
-        reply = chat.ask(MULTI.format(n=config.per_call, words=config.words), multi_message(item.text, summaries),
+        reply = chat.ask(fill(config.prompts["multi"], n=config.per_call, words=config.words),
+                         multi_message(item.text, summaries),
                          max_tokens=config.multi_max_tokens)
         for candidate in parse_numbered(reply):
             key = normalise_text(candidate)

@@ -65,6 +65,11 @@ def load_model(spec: str, *, device: str = "auto", lora: str | None = None) -> I
         raise UserError(f"--lora {lora}: not a peft adapter folder (no adapter_config.json)")
     model = loader(parsed, spec=spec, device=resolve_device(device), lora=lora)
     model.lora = lora
+    if lora is not None:
+        from densecaption.models.lora import base_name_note
+
+        note = base_name_note(lora, parsed.target.removeprefix("local-dir:"))
+        model.notes = tuple(model.notes) + ((note,) if note else ())
     return model
 
 

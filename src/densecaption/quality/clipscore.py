@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import torch
 
-from densecaption.errors import UserError
+from densecaption.errors import DataError, UserError
 from densecaption.models.base import ImageTextModel
 
 W = 2.5
@@ -60,8 +60,11 @@ def clipscore(model: ImageTextModel, image_paths: Sequence[str | Path], captions
     def load(paths: Sequence[str]) -> torch.Tensor:
         images = []
         for p in paths:
-            with Image.open(p) as im:
-                images.append(im.convert("RGB"))
+            try:
+                with Image.open(p) as im:
+                    images.append(im.convert("RGB"))
+            except (OSError, ValueError) as e:  # damaged or unreadable: name the image, not just the reason
+                raise DataError(f"{p}: cannot read the image ({getattr(e, 'strerror', None) or e})") from None
         return model.encode_images(images)
 
     img, img_index = _encode_unique(load, [str(p) for p in image_paths], batch_size)

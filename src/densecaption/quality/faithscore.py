@@ -30,6 +30,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 from densecaption.generation.backends import TextBackend
 from densecaption.generation.jobs import Job, JobContext, JobFailed
 from densecaption.generation.replies import _POSTAMBLE, clean_line, normalise_text
+from densecaption.quality.captions import CaptionRecord
 
 CATEGORIES = ("ENTITY", "SHAPE", "COLOR", "TEXTURE", "SPATIAL", "NON-SPATIAL", "OTHER")
 PROMPT_VERSION = "1"
@@ -209,9 +210,11 @@ def job_id(caption_id: str, text: str) -> str:
     return f"{caption_id}#{hashlib.sha256(text.encode('utf-8')).hexdigest()[:10]}"
 
 
-def precision_jobs(records: Sequence[Any], images: Path) -> list[Job[PrecisionItem]]:
-    return [Job(job_id(r.id, r.text), PrecisionItem(r.id, r.text, str(images / r.image) if r.image else None))
-            for r in records]
+def precision_jobs(records: Sequence[CaptionRecord], images: Path) -> list[Job[PrecisionItem]]:
+    """One job per caption, its image found under ``images`` by any of the names its line gives."""
+    paths = [r.image_path(images) for r in records]
+    return [Job(job_id(r.id, r.text), PrecisionItem(r.id, r.text, None if path is None else str(path)))
+            for r, path in zip(records, paths)]
 
 
 def classify_prompt(text: str, subs: Sequence[str]) -> str:

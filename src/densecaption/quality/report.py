@@ -9,12 +9,14 @@ from typing import Any, Sequence
 
 from rich.table import Table
 
-from densecaption.files import atomic_write_text
+from densecaption.files import atomic_write_text, writing
 
 
 def write_result(path: Path, result: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    """The result JSON, atomically; an OS error is one line naming the file (exit 2), not a traceback."""
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
 
 
 def fmt(value: Any, digits: int = 2) -> str:

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from densecaption.errors import UserError
 from densecaption.evaluation.results import versions
-from densecaption.files import JsonlLog, atomic_write, atomic_write_text, lock_or_fail
+from densecaption.files import JsonlLog, atomic_write, atomic_write_text, lock_or_fail, remove_stale_temps
 from densecaption.t2i.lineage import RUN_IMAGES, RUN_KIND, RUN_MANIFEST, read_run_images
 
 PACKAGES = ("densecaption", "torch", "diffusers", "transformers", "peft", "accelerate")
@@ -168,6 +168,7 @@ def generate_images(cfg: GenerateConfig, progress: Callable[[str, int | None], C
     if rank == 0:  # one run per folder: the main process holds it (the others are the same run)
         out.mkdir(parents=True, exist_ok=True)
         lock = lock_or_fail(out, "this run folder")
+        remove_stale_temps(out)
     try:
         return _generate(cfg, out, state, rank, world, progress, loaded)
     finally:

@@ -21,10 +21,11 @@ from torch import nn
 from densecaption.data.dci import DCIDataset
 from densecaption.data.findings import SkipLog
 from densecaption.errors import UserError
-from densecaption.files import atomic_write_text
-from densecaption.training.data import EntryDataset, load_entries
+from densecaption.files import atomic_write_text, remove_stale_temps
+from densecaption.models.lora import RECORD, base_identity
+from densecaption.training.data import EntryDataset, load_entries, parse_split
 from densecaption.training.losses import DenseCaptionLoss
-from densecaption.training.run_state import MetricsLog, RunState
+from densecaption.training.run_state import MetricsLog, RunState, claim_run_folder
 from densecaption.training.samplers import ImageGroupBatches, RandomBatches
 
 @dataclass
@@ -61,6 +62,10 @@ class ClipTrainConfig:
     workers: int = 0
     resume: str | None = None
     """``latest`` or a checkpoint folder: continue a run that stopped."""
+    overwrite: bool = False
+    """Remove a previous run's outputs in ``out`` and start over (without it, or ``resume``, such a run is refused)."""
+    strict: bool = False
+    """Stop at the first record that fails to parse instead of skipping it."""
     stop_after_steps: int | None = field(default=None, repr=False)
     """For tests of resuming: end the process abruptly after this many optimizer steps."""
 
@@ -81,9 +86,45 @@ class ContrastiveScorer(nn.Module):
         return pos, neg
 
 
-def train_clip(cfg: ClipTrainConfig, progress: Callable[[str, int | None], Callable[[int], None]] | None = None,
-               log: Callable[[dict], None] | None = None) -> Path:
-    """Fine-tune and write ``<out>/adapter`` (peft format); returns that folder."""
+RUN_OUTPUTS = ("checkpoints", "log.jsonl", "adapter", "best_adapter", "train_config.json")
+"""What a run writes into ``out``: their presence means a run was there, and --overwrite removes them
+(with TensorBoard's ``train_clip`` events, which alone do not count as a run)."""
+
+Progress = Callable[[str, int | None], Callable[[int], None]]
+
+
+def train_clip(cfg: ClipTrainConfig, progress: Progress | None = None, log: Callable[[dict], None] | None = None,
+               skip: SkipLog | None = None) -> Path:
+    """Fine-tune and write ``<out>/adapter`` (peft format); returns that folder. The main process holds the
+    run folder's lock throughout; ``skip`` collects the records that fail to parse (strict: stops at one)."""
+    from densecaption.distributed import process_state
+
+    check_choices(cfg)  # before a bad option could cost the previous run's outputs (--overwrite)
+    state = process_state()
+    lock = None
+    if state is None or state.is_main_process:
+        lock = claim_run_folder(Path(cfg.out), RUN_OUTPUTS, resume=cfg.resume, overwrite=cfg.overwrite,
+                                scratch=("train_clip",))
+    try:
+        if state is not None:
+            state.wait_for_everyone()  # the others start once the folder is claimed (and cleared)
+        return _train(cfg, progress, log, skip if skip is not None else SkipLog(strict=cfg.strict))
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def check_choices(cfg: ClipTrainConfig) -> None:
+    """A ``UserError`` for a knob outside its choices (the CLI passes them as free strings)."""
+    for name, value, allowed in (("captions", cfg.captions, ("first", "pick1", "pickN")),
+                                 ("batching", cfg.batching, ("rand", "imggroup")),
+                                 ("neg_loss", cfg.neg_loss, ("bce", "negclip", "none"))):
+        if value not in allowed:
+            raise UserError(f"--{name.replace('_', '-')} {value!r}: choose {', '.join(allowed)}")
+
+
+def _train(cfg: ClipTrainConfig, progress: Progress | None, log: Callable[[dict], None] | None,
+           skip: SkipLog) -> Path:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from peft import LoraConfig, get_peft_model
@@ -92,11 +133,6 @@ def train_clip(cfg: ClipTrainConfig, progress: Callable[[str, int | None], Calla
 
     progress = progress or (lambda stage, total: (lambda n: None))
     out = Path(cfg.out)
-    for name, value, allowed in (("captions", cfg.captions, ("first", "pick1", "pickN")),
-                                 ("batching", cfg.batching, ("rand", "imggroup")),
-                                 ("neg_loss", cfg.neg_loss, ("bce", "negclip", "none"))):
-        if value not in allowed:
-            raise UserError(f"--{name.replace('_', '-')} {value!r}: choose {', '.join(allowed)}")
     tensorboard = importlib.util.find_spec("tensorboard") is not None
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision,
                               cpu=not torch.cuda.is_available(), log_with="tensorboard" if tensorboard else None,
@@ -108,12 +144,15 @@ def train_clip(cfg: ClipTrainConfig, progress: Callable[[str, int | None], Calla
     if not hasattr(backend, "image_embeds"):
         raise UserError(f"{cfg.model}: this backend cannot be fine-tuned (it needs a CLIP-style model)")
     dataset = DCIDataset.open(cfg.data)
-    entries, groups = load_entries(dataset, cfg.split, negative_kind=cfg.negative_kind, skip=SkipLog())
+    entries, groups = load_entries(dataset, cfg.split, negative_kind=cfg.negative_kind, skip=skip)
+    if cfg.valid_split and cfg.valid_split != cfg.split:
+        parse_split(dataset, cfg.valid_split, skip)  # bad validation records: reported once, before training
     if not entries:
         raise UserError(f"{cfg.data}: no trainable entries in split {cfg.split!r} (summaries and "
                         f"{cfg.negative_kind} negatives needed)")
 
     backend.prepare_for_lora()
+    base = {"spec": cfg.model, **base_identity(backend.model)}  # what loading the adapter checks it against
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, bias="lora_only",
                       target_modules=list(cfg.lora_targets or backend.lora_targets))
     net = get_peft_model(backend.model, lora)
@@ -140,6 +179,7 @@ def train_clip(cfg: ClipTrainConfig, progress: Callable[[str, int | None], Calla
 
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(out)
         atomic_write_text(out / "train_config.json", json.dumps(asdict(cfg), indent=1) + "\n")
     n_pos = train_set.positives_per_entry
     advance = progress("training", cfg.epochs * len(loader))
@@ -175,18 +215,28 @@ def train_clip(cfg: ClipTrainConfig, progress: Callable[[str, int | None], Calla
         if score is not None and not math.isnan(score) and (state["best"] is None or score > state["best"]):
             state["best"] = score
             if accelerator.is_main_process:
-                accelerator.unwrap_model(scorer).net.save_pretrained(str(out / "best_adapter"))
+                save_adapter(accelerator.unwrap_model(scorer).net, out / "best_adapter",
+                             adapter_record(cfg, state, base))
         run.save()
     final = out / "adapter"
     if accelerator.is_main_process:
-        accelerator.unwrap_model(scorer).net.save_pretrained(str(final))
-        atomic_write_text(final / "densecaption_adapter.json",
-                          json.dumps({"model": cfg.model, "data": cfg.data, "split": cfg.split,
-                                      "epochs": cfg.epochs, "steps": state["global_step"],
-                                      "best": {cfg.best_metric: state["best"]}}, indent=1) + "\n")
+        save_adapter(accelerator.unwrap_model(scorer).net, final, adapter_record(cfg, state, base))
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return final
+
+
+def adapter_record(cfg: ClipTrainConfig, state: dict, base: dict) -> dict:
+    """``densecaption_adapter.json``: the run, and the base model the adapter needs (checked on loading)."""
+    return {"model": cfg.model, "data": cfg.data, "split": cfg.split, "epochs": cfg.epochs,
+            "epochs_done": state["epoch"], "steps": state["global_step"], "best": {cfg.best_metric: state["best"]},
+            "base": base}
+
+
+def save_adapter(net, folder: Path, record: dict) -> None:
+    """peft's adapter files plus the project's record beside them."""
+    net.save_pretrained(str(folder))
+    atomic_write_text(folder / RECORD, json.dumps(record, indent=1) + "\n")
 
 
 def validate(cfg: ClipTrainConfig, dataset: DCIDataset, backend, scorer: nn.Module) -> dict[str, float]:

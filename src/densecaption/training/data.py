@@ -52,6 +52,12 @@ def load_entries(dataset: DCIDataset, split: str, *, negative_kind: str = "swaps
     return entries, groups
 
 
+def parse_split(dataset: DCIDataset, split: str, skip: SkipLog) -> int:
+    """Read a split's records once so that those failing to parse reach ``skip`` now (warned, or with a strict
+    log the run stops) rather than inside a later pass that ignores them; the number that parse."""
+    return sum(1 for _ in records_with_sizes(dataset, split, skip))
+
+
 def choose_captions(entry: TrainEntry, captions: Captions, n: int, rng: random.Random) -> list[str]:
     """First: summary 0. Pick1: one summary at random. PickN: ``n`` at random (without repeats while the
     entry has enough, cycling through them when it has fewer)."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from densecaption.errors import UserError
-from densecaption.files import JsonlLog, atomic_write_text
+from densecaption.files import JsonlLog, atomic_write_text, lock_or_fail
 
 STATE_FILE = "trainer_state.json"
 
@@ -38,6 +38,35 @@ class MetricsLog:
             self.log.append(record)
         if self.tracker is not None:  # TensorBoard, when installed (every process calls; accelerate filters)
             self.tracker.log({k: v for k, v in record.items() if k not in ("epoch", "step")}, step=record["step"])
+
+
+def claim_run_folder(out: Path, outputs: tuple[str, ...], *, resume: str | None, overwrite: bool,
+                     scratch: tuple[str, ...] = ()) -> Any:
+    """Lock ``out`` for this run (main process; the caller releases the lock) and check what it holds: a
+    previous run's ``outputs`` are continued with ``resume``, removed with ``overwrite`` (``scratch`` too),
+    else refused, so a re-run neither starts over silently nor appends to the old log. A second run into
+    ``out`` fails at once."""
+    if resume and overwrite:
+        raise UserError("--resume and --overwrite exclude each other: continue the run or start it over")
+    out.mkdir(parents=True, exist_ok=True)
+    lock = lock_or_fail(out, "this training run")
+    try:
+        found = [name for name in outputs if (out / name).exists()]
+        if found and not resume and not overwrite:
+            raise UserError(f"{out}: already holds a training run ({', '.join(found)}); continue it with "
+                            "--resume latest, or pass --overwrite to start over")
+        for name in (outputs + scratch) if overwrite else ():
+            target = out / name
+            if not target.exists():
+                continue
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink()
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def latest_checkpoint(out: Path) -> Path | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from densecaption.errors import UserError
-from densecaption.files import atomic_write_text
+from densecaption.files import atomic_write_text, remove_stale_temps
 from densecaption.t2i.families import StepContext
 from densecaption.training.run_state import MetricsLog, RunState, latest_checkpoint
 from densecaption.training.t2i_data import (CaptionData, TensorCache, TrainRow, cache_key, file_sha256, fill_cache,
@@ -200,6 +200,7 @@ def train_t2i(cfg: TrainT2IConfig, progress: Callable[[str, int | None], Callabl
     resolution = _resolution(cfg, pipe, family)
     if main:
         out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(out)
         atomic_write_text(out / "train_config.json", json.dumps(asdict(cfg), indent=1) + "\n")
 
     # what the text window cuts
