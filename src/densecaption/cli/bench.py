@@ -149,7 +149,7 @@ def print_result(benchmark, record: dict, path: Path) -> None:
     title = f"{benchmark.title} {record['split']} ({record['mode']}): {record['model']}" + \
         (f" + {record['lora']}" if record["lora"] else "") + ("" if weights == "pretrained" else
                                                                f"  [weights: {weights}]")
-    table = Table(title=escape(title))
+    table = Table()  # the title goes above it as a line: a table title would wrap at the table's narrow width
     table.add_column("test")
     table.add_column("score %", justify="right")
     table.add_column("entries", justify="right")
@@ -157,6 +157,7 @@ def print_result(benchmark, record: dict, path: Path) -> None:
         value = record["metrics"][m.key]
         table.add_row(m.label, "n/a" if value is None else f"{value:.2f}", str(record["counts"][m.key]))
     console = out_console()
+    console.print(f"[bold]{escape(title)}[/]", highlight=False, soft_wrap=False, overflow="fold")
     console.print(table)
     for note in record.get("notes", ()):
         console.print(f"[yellow]note:[/] {note}", highlight=False)
