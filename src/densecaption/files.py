@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-from densecaption.errors import DataError, UserError
+from densecaption.errors import DataError, UserError, os_error_line
 
 if TYPE_CHECKING:
     from filelock import BaseFileLock
@@ -102,8 +102,7 @@ def atomic_write_text(path: Path | str, text: str) -> None:
 # --------------------------------------------------------------------------------------------- outputs
 def output_error(error: OSError, path: Path | str) -> UserError:
     """An OS error met writing an output, as one line ``<path>: <reason>`` (exit 2)."""
-    where = error.filename if error.filename is not None else path
-    return UserError(f"{where}: {error.strerror or error}")
+    return UserError(os_error_line(error, path))
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from densecaption.data.findings import RecordError, SkipLog
-from densecaption.errors import UserError
+from densecaption.errors import UserError, os_error_line
 
 F = TypeVar("F", bound=Callable)
 
@@ -74,15 +74,6 @@ def guarded(func: F) -> F:
 
 # errors of the machine rather than of a path the user gave: the run failed, as bad data fails it (exit 1)
 _RUN_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM, errno.EMFILE, errno.ENFILE})
-
-
-def os_error_line(e: OSError) -> str:
-    """``PATH: reason`` of an operating-system error (``PATH -> OTHER`` for a rename), for one error line."""
-    reason = " ".join((e.strerror or str(e) or type(e).__name__).split())
-    if e.filename is None:
-        return reason
-    where = f"{e.filename} -> {e.filename2}" if e.filename2 is not None else str(e.filename)
-    return f"{where}: {reason}"
 
 
 def os_error_code(e: OSError) -> int:
