@@ -21,12 +21,12 @@ since the whole file is then likely in another encoding. A string with a lone UT
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from densecaption.data.dci import lone_surrogates
 from densecaption.errors import DataError, UserError
 
 TEXT_KEYS = ("caption", "text")
@@ -36,7 +36,6 @@ SET_IMAGE_KEYS = ("image", "photo")
 """A caption set line's image: ``images/<photo>`` in the set (or the photo's path), then the photo's name."""
 METADATA = "metadata.jsonl"
 SET_CAPTIONS = "captions.jsonl"
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -65,19 +64,9 @@ def _str(value: Any) -> str | None:
     return None
 
 
-def _surrogate_at(value: Any, where: str = "") -> str | None:
-    """The JSON Pointer of a string (or key) in a parsed JSON value that holds a lone UTF-16 surrogate."""
-    if isinstance(value, str):
-        return (where or "/") if _SURROGATE.search(value) else None
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for key, item in items:
-        at = f"{where}/{str(key).replace('~', '~0').replace('/', '~1')}"
-        if isinstance(key, str) and _SURROGATE.search(key):
-            return at
-        found = _surrogate_at(item, at)
-        if found:
-            return found
-    return None
+def _surrogate_at(value: Any) -> str | None:
+    """The JSON Pointer of the first string (or key) of a parsed line that holds a lone UTF-16 surrogate."""
+    return next(lone_surrogates(value), None)
 
 
 def _is_set_line(obj: dict[str, Any]) -> bool:
