@@ -8,7 +8,9 @@ VENV=.venv
 EXTRAS="${DENSECAPTION_EXTRAS:-test}"
 # Debian packages the project needs; installed only when missing. WordNet 3.0 (wordnet-base,
 # wordnet-sense-index) is for the rule-based negatives (densecaption.generation.rules).
-APT_PACKAGES="wordnet-base wordnet-sense-index"
+# Chromium is for the web app's browser tests, driven by Playwright (Playwright's own browser download is
+# not used).
+APT_PACKAGES="wordnet-base wordnet-sense-index chromium"
 
 python_bin() {
   for candidate in python3.11 python3; do
