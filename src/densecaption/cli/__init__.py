@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 
 from densecaption.cli import bench, caption, compose, data, generate, ls, models, quality, report, t2i, train
+from densecaption.cli import web
+from densecaption.cli import masks
 
 
 def build_app() -> typer.Typer:
@@ -21,7 +23,10 @@ def build_app() -> typer.Typer:
     app.add_typer(quality.app, name="quality")
     app.add_typer(train.app, name="train")
     app.add_typer(t2i.app, name="t2i")
+    app.add_typer(masks.app, name="masks")
     app.command("ls")(ls.ls)
+    app.command("view")(web.view)
+    app.command("annotate")(web.annotate)
     return app
 
 

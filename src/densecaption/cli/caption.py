@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
@@ -20,7 +20,14 @@ from densecaption.generation.captions import DEFAULT_PROMPT
 
 @guarded
 def caption(
-    images: Annotated[Path, typer.Option(help="Folder of images (jpg, png, webp, ...).")],
+    images: Annotated[Optional[Path], typer.Option(help="Folder of images (jpg, png, webp, ...).")] = None,
+    coco: Annotated[Optional[Path], typer.Option(help="Instead of --images: a COCO folder (train2017/, val2017/, "
+                                                      "annotations/captions_*.json).")] = None,
+    split: Annotated[str, typer.Option(help="With --coco: the COCO 2017 split (val2017, train2017), or with "
+                                            "--karpathy its split (test, val, train, restval).")] = "val2017",
+    karpathy: Annotated[Optional[Path], typer.Option(help="With --coco: Karpathy's split file (dataset_coco.json); "
+                                                          "--split then names one of its splits.")] = None,
+    *,
     vlm: Annotated[str, typer.Option(help=f"The vision-language model, one that takes images: "
                                           f"{escape(generator_spec_help())} (a local image-text-to-text model).")],
     out: Annotated[Path, typer.Option(help="JSONL file to write: one line per captioned image.")],
@@ -32,16 +39,16 @@ def caption(
     api_key_env: ApiKeyEnv = "OPENAI_API_KEY", device: Device = "auto", log: LogPath = None,
     restart: Restart = False, retry_failed: RetryFailed = False, strict: Strict = False,
 ):
-    """Caption every image in a folder with a vision-language model (Captions4T2I section 4).
+    """Caption every image in a folder, or COCO's images, with a vision-language model (Captions4T2I section 4).
 
-    Writes OUT with one JSON line per captioned image: file (relative to --images), caption, model, prompt
-    and weights, in file-name order. Progress is kept in a job log beside OUT (OUT's name with
+    Writes OUT with one JSON line per captioned image: file (relative to --images or --coco; COCO images also
+    get coco_id), caption, model, prompt and weights, in file-name order (COCO: id order). Progress is kept in a job log beside OUT (OUT's name with
     .jobs.jsonl), so re-running the same command after a crash or kill continues where it stopped; failed
     images are listed at the end with their reasons and are not written to OUT.
     """
     from densecaption.generation.backends import GeneratorSpec, load_backend
-    from densecaption.generation.captions import (caption_jobs, caption_lines, caption_work, list_images,
-                                                  write_captions)
+    from densecaption.generation.captions import (caption_jobs, caption_lines, caption_work, coco_images,
+                                                  list_images, write_captions)
     from densecaption.generation.jobs import JobLog, JobRunner, check_nonempty
 
     options = JobOptions(concurrency=concurrency, max_retries=max_retries, timeout=timeout,
@@ -56,7 +63,16 @@ def caption(
     if log is not None:
         writable_file(log)
     remove_stale_temps(out.parent, recursive=False)
-    jobs = caption_jobs(images, list_images(images, recursive=recursive))
+    if (images is None) == (coco is None):
+        raise UserError("give exactly one of --images DIR and --coco DIR")
+    if karpathy is not None and coco is None:
+        raise UserError("--karpathy needs --coco DIR (the folder holding the COCO images)")
+    coco_ids = None
+    if coco is not None:
+        files, coco_ids = coco_images(coco, split, karpathy)
+        jobs = caption_jobs(coco.expanduser(), files)
+    else:
+        jobs = caption_jobs(images, list_images(images, recursive=recursive))
     backend = load_backend(vlm, options.backend_options())
     try:
         if not backend.reads_images:
@@ -72,7 +88,7 @@ def caption(
         weights = backend.weights
     finally:
         backend.close()
-    lines = caption_lines(report, model=vlm, prompt=prompt, weights=weights)
+    lines = caption_lines(report, model=vlm, prompt=prompt, weights=weights, coco_ids=coco_ids)
     write_captions(out, lines)
     label = "" if weights in ("pretrained", "remote") else f" (weights: {weights})"
     out_console().print(f"wrote {len(lines)} captions to {out}{label}", highlight=False)

@@ -1,4 +1,5 @@
-"""``densecaption data ...``: look after DCI folders (validate, stats, show, sample, clip-scores)."""
+"""``densecaption data ...``: look after DCI folders (validate, stats, show, sample, clip-scores), and get
+real data (download, photos, export)."""
 
 from __future__ import annotations
 
@@ -176,3 +177,145 @@ def clip_scores(
     report_skips(log)
     label = "" if loaded.weights == "pretrained" else f" [yellow](weights: {loaded.weights})[/]"
     out_console().print(f"scored {scored} records with {model}{label} -> {writer.root}")
+
+
+# --------------------------------------------------------------------------------------------- real data
+download_app = typer.Typer(help="Download DCI's released files: the annotations and the LoRA adapters.",
+                           no_args_is_help=True)
+app.add_typer(download_app, name="download")
+
+FromArchive = Annotated[Optional[Path], typer.Option(
+    "--from", help="Use this archive, already downloaded by hand, instead of downloading (checked the same way).")]
+Retries = Annotated[int, typer.Option(help="Tries of a dropped download; each resumes where the last stopped.")]
+
+
+@download_app.command("dci")
+@guarded
+def download_dci(
+    dest: Annotated[Path, typer.Argument(help="Folder to unpack into: DEST/densely_captioned_images/.")],
+    url: Annotated[str, typer.Option(help="Where to download from (a mirror).")] = "",
+    sha256: Annotated[str, typer.Option(help="The archive's SHA-256 (with --url, a mirror's file).")] = "",
+    from_file: FromArchive = None,
+    retries: Retries = 5,
+):
+    """Download, check and unpack the DCI annotations (the official dci.tar.gz).
+
+    The download resumes after a dropped connection or a killed run (HTTP Range into DEST/dci.tar.gz.partial),
+    is checked against its SHA-256 (a wrong file is deleted), and is unpacked into a temporary folder that is
+    renamed into place when whole, so a second run finds it done and does nothing. The photos come from
+    SA-1B: see `densecaption data photos`.
+    """
+    from densecaption.data.download import DCI, locate_dci
+
+    resource = _resource(DCI, url, sha256)
+    path = _download(resource, dest, locate_dci, from_file, retries)
+    out_console().print(f"next: densecaption data photos {path} --from sa_000138.tar (SA-1B's tar, "
+                        f"downloaded by hand from ai.meta.com/datasets/segment-anything)", highlight=False)
+
+
+@download_app.command("adapter")
+@guarded
+def download_adapter(
+    name: Annotated[str, typer.Argument(help="dci_pick1 or dci_pick1_nl0.")],
+    dest: Annotated[Path, typer.Argument(help="Folder to unpack into: DEST/NAME/ holds the peft adapter.")],
+    url: Annotated[str, typer.Option(help="Where to download from (a mirror).")] = "",
+    sha256: Annotated[str, typer.Option(help="The archive's SHA-256 (with --url, a mirror's file).")] = "",
+    from_file: FromArchive = None,
+    retries: Retries = 5,
+):
+    """Download, check and unpack one of DCI's released LoRA adapters (peft, on HF CLIP ViT-B/32).
+
+    Use it as --lora DEST/NAME with --model hf:openai/clip-vit-base-patch32 (or a local copy of that model);
+    an adapter loaded onto another model is refused. Resumes and checks like `data download dci`.
+    """
+    from densecaption.data.download import ADAPTER_BASE, ADAPTERS, locate_adapter
+
+    if name not in ADAPTERS:
+        raise UserError(f"no adapter {name!r} (known: {', '.join(ADAPTERS)})")
+    path = _download(_resource(ADAPTERS[name], url, sha256), dest, locate_adapter, from_file, retries)
+    out_console().print(f"use: --model {ADAPTER_BASE} --lora {path}", highlight=False)
+
+
+def _resource(resource, url: str, sha256: str):
+    """The resource with a mirror's URL and checksum (a mirror must name its checksum)."""
+    from dataclasses import replace
+
+    if url and not sha256 and url != resource.url:
+        raise UserError("--url needs --sha256 (the checksum of the mirror's file)")
+    if sha256 and (len(sha256) != 64 or any(c not in "0123456789abcdefABCDEF" for c in sha256)):
+        raise UserError(f"--sha256 {sha256!r}: expected 64 hex digits")
+    return replace(resource, url=url or resource.url, sha256=(sha256 or resource.sha256).lower())
+
+
+def _download(resource, dest: Path, locate, from_file: Optional[Path], retries: int) -> Path:
+    from densecaption.cli._common import progress_stages
+    from densecaption.data.download import FetchConfig, download_resource
+
+    if retries < 1:
+        raise UserError("--retries should be at least 1")
+    with progress_stages() as stage:
+        outcome = download_resource(resource, dest, locate, source_file=from_file,
+                                    config=FetchConfig(retries=retries), stage=stage)
+    verb = "already unpacked" if outcome.done_before else "unpacked"
+    out_console().print(f"{verb}: {outcome.path} (sha256 {resource.sha256[:12]}...)", highlight=False)
+    return outcome.path
+
+
+@app.command()
+@guarded
+def photos(
+    path: Annotated[str, typer.Argument(help="The DCI folder (as unpacked by `data download dci`).")],
+    source: Annotated[Path, typer.Option("--from", help="SA-1B's sa_000138.tar (read as a stream, never unpacked "
+                                                        "whole) or a folder of SA-1B photos.")],
+):
+    """Write the photos the annotations name into photos/, from SA-1B's tar or a folder of its photos.
+
+    Photos already in photos/ are skipped, each one is written whole or not at all, and the tar is read once,
+    stopping when every named photo is found; named photos the source lacks are listed at the end (exit 1).
+    """
+    from densecaption.cli._common import progress_stages
+    from densecaption.data.dci import DCIDataset
+    from densecaption.data.photos import fill_photos
+
+    dataset = DCIDataset.open(path)
+    if (dataset.root / "annotations").is_dir():
+        dataset = DCIDataset.open(path, source="annotations")
+    with progress_stages() as stage:
+        report = fill_photos(dataset, source, stage)
+    out_console().print(f"wrote {len(report.written)} photos to {dataset.photo_dir} "
+                        f"({len(report.present)} already there)", highlight=False)
+    if report.missing:
+        shown = ", ".join(report.missing[:5]) + (", ..." if len(report.missing) > 5 else "")
+        raise DataError(f"{len(report.missing)} named photo(s) are not in {source}: {shown}")
+
+
+@app.command()
+@guarded
+def export(
+    path: PathArg,
+    out: Annotated[Path, typer.Argument(help="Folder to write (records/ and entries/, or two .parquet files).")],
+    fmt: Annotated[str, typer.Option("--format", help="hf (datasets.load_from_disk) or parquet "
+                                                      "(load_dataset('parquet', ...)).")] = "hf",
+    split: Annotated[Optional[str], typer.Option(help="One split of splits.json (default: all).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing OUT.")] = False,
+    strict: Annotated[bool, typer.Option(help="Stop at the first bad record instead of skipping it.")] = False,
+):
+    """Export the dataset as Hugging Face tables: one row per record, and one per sDCI entry.
+
+    Records hold the photo (an Image column), captions, masks as COCO RLE, summaries, negatives and
+    clip_scores; entries hold each sDCI entry's crop box, summaries, negatives and clip_scores. Rows are
+    written as they are read (memory stays flat), into a temporary folder renamed to OUT when whole.
+    """
+    from densecaption.cli._common import progress_stages
+    from densecaption.data.dci import DCIDataset
+    from densecaption.data.export import export as export_tables
+
+    if fmt not in ("hf", "parquet"):
+        raise UserError(f"--format {fmt!r}: expected hf or parquet")
+    dataset = DCIDataset.open(path)
+    log = skip_log(strict)
+    with progress_stages() as stage:
+        counts = export_tables(dataset, out, fmt, split=split, skip=log, stage=stage, overwrite=overwrite)
+    report_skips(log)
+    out_console().print(f"wrote {counts['records']} records and {counts['entries']} sDCI entries to {out} "
+                        f"({fmt})", highlight=False)

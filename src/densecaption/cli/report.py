@@ -21,6 +21,7 @@ def build_app() -> typer.Typer:
         app.command(entry.name, help=f"One table of {benchmark.title} results (random/unknown weights labelled; "
                                      f"a data column names the data each run used).")(report_command(benchmark))
     app.command("t2i")(t2i)
+    app.command("long-text")(long_text)
     return app
 
 
@@ -46,6 +47,25 @@ def report_command(benchmark):
 
     command.__name__ = benchmark.name
     return command
+
+
+@guarded
+def long_text(
+    paths: Annotated[list[Path], typer.Argument(help="sdci-full and sdci result files or folders holding them.")],
+    fmt: Annotated[str, typer.Option("--format", help="md (two tables) or csv (the first table).")] = "md",
+):
+    """sDCI (summaries) beside sdci-full (full texts) per model, with the share of full texts the model's
+    window cut, then SCM accuracy by full-text length: what summarising costs and what long context buys."""
+    from densecaption.evaluation.results import read_results
+    from densecaption.reports.long_text import side_by_side, to_csv, to_markdown
+
+    if fmt not in ("md", "csv"):
+        raise UserError(f"--format {fmt!r}: choose md or csv")
+    results = read_results(paths, task="sdci-full") + read_results(paths, task="sdci")
+    if not any(r["task"] == "sdci-full" for r in results):
+        raise UserError(f"no sdci-full result files in {', '.join(map(str, paths))}")
+    rows = side_by_side(results)
+    typer.echo(to_markdown(rows) if fmt == "md" else to_csv(rows), nl=False)
 
 
 @guarded

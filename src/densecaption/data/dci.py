@@ -518,3 +518,11 @@ class DCIDataset:
                 yield self.read(file)
             except RecordError as e:
                 skip.skip(e)
+
+    def to_hf(self, split: str | None = None, table: Literal["records", "entries"] = "records",
+              skip: SkipLog | None = None, cache_dir: str | None = None):
+        """A ``datasets.Dataset`` of the records (photo as an ``Image``, masks as RLE) or of the sDCI entries,
+        built in ``datasets``' cache (or ``cache_dir``); see ``densecaption.data.export``."""
+        from densecaption.data.export import to_hf
+
+        return to_hf(self, split, table, skip=skip, cache_dir=cache_dir)

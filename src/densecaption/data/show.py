@@ -80,7 +80,8 @@ def annotation_figure(record: DCIImage, *, min_box: int = 0, dpi: int = 100) -> 
     ax.set_ylim(height - 0.5, -0.5)
     ax.set_autoscale_on(False)
     ax.set_axis_off()
-    ax.set_title("\n".join(textwrap.wrap(f"{record.id}: {record.short_caption}", int(fig_w * 11))), fontsize=9)
+    caption = record.short_caption or "(not annotated yet: a mask skeleton)"
+    ax.set_title("\n".join(textwrap.wrap(f"{record.id}: {caption}", int(fig_w * 11))), fontsize=9)
     scale = fig_w * dpi / width  # display pixels per photo pixel
     colours = _colours(len(masks))
     labels = []
@@ -153,7 +154,7 @@ class _Label:
 
 
 def _make_label(ax: "Axes", m: Mask, mask: np.ndarray, colour) -> _Label:
-    tag = f"{m.idx}: {m.label}" + ("" if m.quality == 0 else f" (q{m.quality})")
+    tag = (f"{m.idx}: {m.label}" if m.label else str(m.idx)) + ("" if m.quality == 0 else f" (q{m.quality})")
     light = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2] > 0.6
     text = ax.text(0, 0, tag, color="black" if light else "white", fontsize=8, ha="left", va="bottom",
                    clip_on=False, gid=f"label-{m.idx}",

@@ -137,6 +137,17 @@ def _check_mask(rel: str, base: tuple[str, str], png: str, box: Box | None,
     return out
 
 
+def skeleton_findings(obj: Any, rel: str) -> list[Finding]:
+    """A warning for a mask skeleton (``masks from-sam`` / ``masks extract``): valid, but its captions and
+    labels are still empty."""
+    from densecaption.masks.io import is_skeleton
+
+    if not is_skeleton(obj):
+        return []
+    return [Finding(rel, "", "not annotated yet: a mask skeleton with empty captions and labels (annotate it, "
+                             "e.g. with `densecaption annotate`)", "warning")]
+
+
 def _check_splits(root: Path, names_by_folder: dict[str, set[str]]) -> tuple[list[Finding], set[str] | None]:
     """Findings about ``splits.json`` and the files it names (None when it cannot be read)."""
     findings: list[Finding] = []
@@ -193,6 +204,7 @@ def validate_dataset(path: Path | str, progress: Callable[[int], None] | None = 
                 photo = photos.size(parsed.image) if parsed.image is not None else None
                 found = parsed.findings + check_pixels(parsed, rel, photo, obj.get("mask_data")
                                                        if isinstance(obj, dict) else None)
+                found += skeleton_findings(obj, rel)
             report.findings.extend(found)
             report.files_checked += 1
             if progress:

@@ -1,9 +1,12 @@
-"""Synthetic captions for a folder of images from a vision-language model (Captions4T2I section 4).
+"""Synthetic captions for a folder of images, or for COCO's images, from a vision-language model
+(Captions4T2I section 4).
 
 Each image is one job of the job runner (so a killed run resumes); the model is asked the prompt with the
 image attached. The output file holds one JSON line per captioned image, in file-name order::
 
     {"file": "000001.jpg", "caption": "...", "model": "<spec>", "prompt": "...", "weights": "remote"}
+
+For COCO, ``file`` is relative to the COCO folder (``val2017/000000000139.jpg``) and ``coco_id`` follows it.
 
 It is written (atomically) from the job log at the end of each run; failed images are kept in the log with
 their reasons, not in the output.
@@ -49,6 +52,15 @@ def caption_jobs(folder: Path, files: list[str]) -> list[Job[CaptionItem]]:
     return [Job(f, CaptionItem(f, str(folder / f))) for f in files]
 
 
+def coco_images(root: Path, split: str, karpathy: Path | None = None) -> tuple[list[str], dict[str, int]]:
+    """The image files (relative to the COCO folder) of a COCO 2017 split, or of a Karpathy split with
+    ``karpathy``, and their COCO ids (written beside each caption)."""
+    from densecaption.data.coco import read_coco, read_karpathy
+
+    images = read_karpathy(root, karpathy, split) if karpathy is not None else read_coco(root, split)
+    return [im.file for im in images], {im.file: im.id for im in images}
+
+
 def caption_work(backend: TextBackend, prompt: str, max_tokens: int) -> Callable[[CaptionItem, JobContext], str]:
     """The work of one image: ask, then keep the answer without chat openers or closing remarks."""
 
@@ -59,9 +71,13 @@ def caption_work(backend: TextBackend, prompt: str, max_tokens: int) -> Callable
     return work
 
 
-def caption_lines(report: JobReport, *, model: str, prompt: str, weights: str) -> list[dict[str, Any]]:
+def caption_lines(report: JobReport, *, model: str, prompt: str, weights: str,
+                  coco_ids: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """The output lines; with ``coco_ids``, each also names its image's ``coco_id``."""
     outputs = report.outputs()
-    return [{"file": f, "caption": outputs[f], "model": model, "prompt": prompt, "weights": weights}
+    ids = coco_ids or {}
+    return [{"file": f, **({"coco_id": ids[f]} if f in ids else {}), "caption": outputs[f], "model": model,
+             "prompt": prompt, "weights": weights}
             for f in report.jobs if f in outputs]
 
 

@@ -31,6 +31,12 @@ class ImageTextModel(ABC):
     notes: tuple[str, ...] = ()
     uses_images: bool = True
     """False for scorers that ignore the image: callers may then skip decoding photos."""
+    context_length: int | None = None
+    """Text tokens the model reads, start and end included (77 for CLIP); None: no fixed window."""
+
+    def count_tokens(self, text: str) -> int | None:
+        """The model's own token count of ``text`` uncut, start and end included; None without a tokenizer."""
+        return None
 
     @abstractmethod
     def encode_images(self, images: Sequence[Image]) -> torch.Tensor:

@@ -84,6 +84,10 @@ class HFEmbeddingModel(EmbeddingModel):
             out.append(normalize(features))
         return torch.cat(out)
 
+    def count_tokens(self, text: str) -> int | None:
+        """The tokenizer's ids for ``text`` uncut, special tokens included."""
+        return len(self.tokenizer(text, verbose=False)["input_ids"])
+
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
         out = [torch.empty(0, self.embed_dim)]
@@ -113,8 +117,12 @@ def normalize(features: torch.Tensor) -> torch.Tensor:
 
 
 def context_length(config, tokenizer) -> int:
-    """The text length the model takes: the tokenizer's limit, capped by the position table."""
+    """The text length the model takes: the tokenizer's limit, capped by the position table. A CLIP whose
+    table is longer than CLIP's 77 (a Long-CLIP port, 248) reads its whole table: such ports often keep
+    the 77 of the tokenizer they were copied from (docs/long-text.md)."""
     positions = int(config.text_config.max_position_embeddings)
+    if getattr(config, "model_type", "") == "clip" and positions > 77:
+        return positions
     limit = getattr(tokenizer, "model_max_length", None)
     return min(positions, int(limit)) if isinstance(limit, int) and limit > 0 else positions
 

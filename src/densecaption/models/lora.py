@@ -6,7 +6,10 @@ its results would carry the base model's numbers. Two checks stop that: ``train 
 model's identity in ``densecaption_adapter.json`` (``base``: spec, and hashes of the parameter names and
 shapes and of a few values of each parameter), compared before the adapter is applied; and every saved
 adapter weight must land in a LoRA layer of the model (and every LoRA layer must get weights), which also
-covers adapters made elsewhere (e.g. DCI's released ones) that carry no record.
+covers adapters made elsewhere (e.g. DCI's released ones) that carry no record. Weights that fit are not
+enough for those: DCI's adapters (on HF CLIP ViT-B/32) fit ViT-B/16's layers too, so the base that peft
+names in ``adapter_config.json`` (``base_model_name_or_path``: a known hub id or a local folder) has its
+architecture settings compared with the model's (see docs/real-data.md).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import hashlib
 import json
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -61,6 +65,85 @@ def check_base(module: torch.nn.Module, adapter_dir: str | Path) -> None:
                         f"model is {differs}; load it onto that base model")
 
 
+_TOWERS = ("vision_config", "text_config")
+SHAPE_KEYS = ("projection_dim", *(f"{t}.{k}" for t in _TOWERS
+                                  for k in ("hidden_size", "intermediate_size", "num_hidden_layers")))
+"""Settings that change the LoRA weights' shapes or names: where they differ, ``check_applied`` decides."""
+ARCHITECTURE_KEYS = ("model_type", *SHAPE_KEYS, *(f"{t}.{k}" for t in _TOWERS for k in (
+    "num_attention_heads", "image_size", "patch_size", "vocab_size", "max_position_embeddings")))
+"""Config settings that make two models different architectures (dotted: a key inside a tower's config)."""
+
+KNOWN_BASES: dict[str, dict[str, Any]] = {
+    # HF openai/clip-vit-base-patch32's config.json: the base of DCI's released adapters.
+    "openai/clip-vit-base-patch32": {
+        "model_type": "clip", "projection_dim": 512,
+        "vision_config.hidden_size": 768, "vision_config.intermediate_size": 3072,
+        "vision_config.num_hidden_layers": 12, "vision_config.num_attention_heads": 12,
+        "vision_config.image_size": 224, "vision_config.patch_size": 32,
+        "text_config.hidden_size": 512, "text_config.intermediate_size": 2048,
+        "text_config.num_hidden_layers": 12, "text_config.num_attention_heads": 8,
+        "text_config.vocab_size": 49408, "text_config.max_position_embeddings": 77,
+    },
+}
+
+
+def architecture(config: dict[str, Any]) -> dict[str, Any]:
+    """The ``ARCHITECTURE_KEYS`` a (transformers ``to_dict``) config has."""
+    out = {}
+    for key in ARCHITECTURE_KEYS:
+        value: Any = config
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def named_base(adapter_dir: str | Path) -> str | None:
+    """peft's ``base_model_name_or_path`` of the adapter (None when absent or unreadable)."""
+    try:
+        config = json.loads((Path(adapter_dir).expanduser() / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    named = config.get("base_model_name_or_path") if isinstance(config, dict) else None
+    return named.strip() if isinstance(named, str) and named.strip() else None
+
+
+def base_architecture(named: str) -> dict[str, Any] | None:
+    """The architecture of a named base: a known hub id, or a local model folder; None when unknown here."""
+    if named in KNOWN_BASES:
+        return KNOWN_BASES[named]
+    folder = Path(named).expanduser()
+    if not (folder / "config.json").is_file():
+        return None
+    from transformers import AutoConfig
+
+    try:
+        return architecture(AutoConfig.from_pretrained(str(folder)).to_dict())
+    except (OSError, ValueError):
+        return None
+
+
+def check_named_base(module: torch.nn.Module, adapter_dir: str | Path) -> None:
+    """Refuse an adapter without the project's record whose peft-named base has the same layer shapes as
+    ``module`` (a transformers model; others have no config to compare) but another architecture (patch size,
+    image size, heads ...): its weights would load and mean nothing. Where the shapes differ, weights that
+    still fit show the name is stale; ``check_applied`` and ``base_name_note`` deal with it."""
+    named = named_base(adapter_dir)
+    config = getattr(module, "config", None)
+    if read_record(adapter_dir).get("base") or named is None or not hasattr(config, "to_dict"):
+        return
+    theirs = base_architecture(named)
+    if theirs is None:
+        return
+    ours = architecture(config.to_dict())
+    differs = [k for k in ARCHITECTURE_KEYS if k in theirs and k in ours and theirs[k] != ours[k]]
+    if differs and not set(differs) & set(SHAPE_KEYS):
+        shown = ", ".join(f"{k} {theirs[k]} vs {ours[k]}" for k in differs[:3])
+        raise UserError(f"--lora {adapter_dir}: the adapter was trained on {named!r}, another architecture than "
+                        f"this model ({shown}); load it onto that base model")
+
+
 def check_applied(net, adapter_dir: str | Path) -> None:
     """Refuse when a saved adapter weight found no layer of ``net`` (peft skips those silently) or a LoRA
     layer of ``net`` got no saved weight. Loads the adapter's weights once more for peft's load report."""
@@ -83,6 +166,7 @@ def apply_lora(module: torch.nn.Module, adapter_dir: str | Path) -> torch.nn.Mod
     from peft import PeftModel
 
     check_base(module, adapter_dir)
+    check_named_base(module, adapter_dir)
     try:
         with warnings.catch_warnings():  # peft's warning of missing keys: check_applied says it in one line
             warnings.filterwarnings("ignore", message="Found missing adapter keys")
@@ -99,12 +183,8 @@ def base_name_note(adapter_dir: str | Path, target: str) -> str | None:
     were already checked to fit."""
     if read_record(adapter_dir).get("base"):
         return None
-    try:
-        config = json.loads((Path(adapter_dir).expanduser() / "adapter_config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    named = config.get("base_model_name_or_path") if isinstance(config, dict) else None
-    if not isinstance(named, str) or not named.strip():
+    named = named_base(adapter_dir)
+    if named is None:
         return None
     if Path(named.rstrip("/")).name == Path(target.rstrip("/")).name:
         return None

@@ -57,6 +57,11 @@ class OpenClipModel(EmbeddingModel):
                 out.append(self.model.encode_image(pixels, normalize=True).float().cpu())
         return torch.cat(out)
 
+    def count_tokens(self, text: str) -> int | None:
+        """CLIP BPE tokens plus start and end (None for tokenizers without ``encode``)."""
+        encode = getattr(self.tokenizer, "encode", None)
+        return len(encode(text)) + 2 if encode is not None else None
+
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
         out = [torch.empty(0, self.embed_dim)]
@@ -74,6 +79,10 @@ def load_open_clip(parsed: ModelSpec, *, spec: str, device: str, lora: str | Non
     import open_clip
 
     target = parsed.target
+    if target.startswith("long-clip:"):  # a Long-CLIP checkpoint, its two position tables merged
+        from densecaption.models.long_clip import load_long_clip
+
+        return load_long_clip(Path(target[len("long-clip:"):]).expanduser(), spec=spec, device=device, lora=lora)
     if target.startswith("local-dir:"):
         folder = Path(target[len("local-dir:"):]).expanduser()
         if not (folder / "open_clip_config.json").is_file():

@@ -39,6 +39,16 @@ def write_hf_clip(arch: str, out: Path, *, seed: int = 0, tiny: bool = False) ->
     return init_random_hf_clip(arch, out, seed=seed, tiny=tiny)
 
 
+@RANDOM_MODELS.register("long-clip", backend="hf", any_arch=False, always_tiny=False, usage="hf:{out}",
+                        model_spec="hf:{out}",
+                        summary="transformers CLIPModel with a 248-token text window (ViT-B-16 sized; --tiny "
+                                "shrinks it), its position table stretched as Long-CLIP's (bench sdci-full)")
+def write_long_clip(arch: str, out: Path, *, seed: int = 0, tiny: bool = False) -> Path:
+    from densecaption.models.long_clip import init_random_long_clip
+
+    return init_random_long_clip(arch, out, seed=seed, tiny=tiny)
+
+
 @RANDOM_MODELS.register("llava", backend="hf", any_arch=False, always_tiny=True,
                         usage="hf:{out} (captioning, quality precision --vlm)",
                         summary="tiny LLaVA vision-language model with a test tokenizer (caption, quality --vlm)")
@@ -64,6 +74,15 @@ def write_owlvit(arch: str, out: Path, *, seed: int = 0, tiny: bool = True) -> P
     from densecaption.models.tiny_detector import init_random_owlvit
 
     return init_random_owlvit(out, seed=seed)
+
+
+@RANDOM_MODELS.register("sam", backend="hf", any_arch=False, always_tiny=True,
+                        usage="masks extract --sam hf:{out}",
+                        summary="tiny Segment Anything (SamModel + SamProcessor, 64 px) for masks extract")
+def write_sam(arch: str, out: Path, *, seed: int = 0, tiny: bool = True) -> Path:
+    from densecaption.models.tiny_sam import init_random_sam
+
+    return init_random_sam(out, seed=seed)
 
 
 @RANDOM_MODELS.register("llama", backend="lm", any_arch=False, always_tiny=True, usage="lm:{out}",

@@ -17,8 +17,10 @@ if TYPE_CHECKING:
 # ``embedding``, whether it is an ``EmbeddingModel`` (CLIP-style, what CLIP training and CLIPScore need).
 BACKENDS: Registry = Registry("model backend")
 BACKENDS.register("open_clip", "densecaption.models.open_clip_backend:load_open_clip",
-                  summary="OpenCLIP models: a pretrained tag or checkpoint file, or a local-dir folder",
-                  spec="open_clip:ARCH[:TAG|FILE], open_clip:local-dir:DIR", embedding=True)
+                  summary="OpenCLIP models: a pretrained tag or checkpoint file, a local-dir folder, or a "
+                          "Long-CLIP checkpoint",
+                  spec="open_clip:ARCH[:TAG|FILE], open_clip:local-dir:DIR, open_clip:long-clip:FILE",
+                  embedding=True)
 BACKENDS.register("hf", "densecaption.models.hf_backend:load_hf",
                   summary="transformers CLIP-style dual encoders (CLIP, SigLIP) from a hub id or folder",
                   spec="hf:ID_OR_DIR", embedding=True)
@@ -70,6 +72,11 @@ def load_model(spec: str, *, device: str = "auto", lora: str | None = None) -> I
 
         note = base_name_note(lora, parsed.target.removeprefix("local-dir:"))
         model.notes = tuple(model.notes) + ((note,) if note else ())
+    if "long" in parsed.options:  # texts past the window: truncate, native, chunk-mean, chunk-max
+        from densecaption.models.long_text import with_long_mode
+
+        model = with_long_mode(model, parsed.options["long"])
+        model.lora = lora
     return model
 
 

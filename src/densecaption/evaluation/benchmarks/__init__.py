@@ -11,3 +11,6 @@ from densecaption.registry import Registry
 BENCHMARKS: Registry = Registry("benchmark")
 BENCHMARKS.register("sdci", "densecaption.evaluation.benchmarks.sdci:SDCI",
                     summary="the six sDCI tests of the DCI paper (subcrop-caption matching and negatives)")
+BENCHMARKS.register("sdci-full", "densecaption.evaluation.benchmarks.sdci_full:SDCIFull",
+                    summary="sDCI's entries with the full DCI texts beyond 77 tokens: SCM, retrieval, by length "
+                            "(this project's design)")
