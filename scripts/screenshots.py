@@ -11,44 +11,20 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import socket
 import tempfile
-import threading
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run", "--disable-quic"]
 
 
-@contextmanager
-def serve(app):
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 def skeleton(folder: Path, stem: str) -> Path:
-    """A skeleton of a sample record: its masks with every text blanked, and its photo beside it."""
+    """A skeleton of a sample record (its texts blanked, as the mask pipeline writes them), photo beside it."""
+    from densecaption.data.dci import blank_texts
     from densecaption.data.sample import sample_root
 
     src = sample_root()
-    doc = json.loads((src / "annotations" / f"{stem}-data.json").read_text(encoding="utf-8"))
-    doc["short_caption"] = doc["extra_caption"] = ""
-    for m in doc["mask_data"].values():
-        m["label"], m["caption"], m["mask_quality"] = "", "", 0
+    doc = blank_texts(json.loads((src / "annotations" / f"{stem}-data.json").read_text(encoding="utf-8")))
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{stem}-mask.json").write_text(json.dumps(doc), encoding="utf-8")
     shutil.copyfile(src / "photos" / doc["image"], folder / doc["image"])
@@ -64,6 +40,7 @@ def main() -> None:
 
     from densecaption.data.sample import sample_root
     from densecaption.web.annotate import AnnotateConfig, create_annotate_app
+    from densecaption.web.common import serve_in_thread as serve
     from densecaption.web.view import ViewConfig, create_view_app
 
     args.out.mkdir(parents=True, exist_ok=True)

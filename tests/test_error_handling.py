@@ -4,13 +4,11 @@ records whose masks do not fit their photo skipped, stale temporaries cleared, t
 from __future__ import annotations
 
 import errno
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import typer
 from PIL import Image

@@ -103,6 +103,7 @@ def test_token_counts_and_cuts_are_recorded(runs, data, tiny_clip):
     for mode in ("chunk-mean", "chunk-max", "parts-mean"):
         assert runs[mode].metrics["cut_share"] == 0.0 and runs[mode].extra["tokens"]["over_window"] == 1
         assert runs[mode].extra["long_mode"] == mode and runs[mode].extra["truncated_texts"] == 0
+        assert runs[mode].mode == mode  # the result's mode is how the model read long texts
     # 8 unique texts (4 full, 4 summaries). The long one: 61 sentences "A red box." of 4 tokens, then the
     # 10-token "The following ..." line and lines of 5, 4 and 1 tokens. A chunk holds 75 tokens besides start and
     # end: 18 sentences (72). Chunks: 18, 18, 18 identical sentences, then 7 sentences + lines (28+10+5+4+1 = 48):

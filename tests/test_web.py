@@ -144,7 +144,7 @@ def test_record_page_shows_masks_description_and_sdci(view):
     assert page.status_code == 200
     text = page.text
     for idx in range(1, 13):
-        assert f'class="tree-item q' in text and f'data-mask="{idx}"' in text
+        assert 'class="tree-item q' in text and f'data-mask="{idx}"' in text
     assert 'id="prev" href="/image/hubble_deep_field-data"' in text
     assert 'id="next" href="/image/rocket-data"' in text
     assert "m-1-sc" in text and "Negatives: basic" in text and "clip_scores" in text

@@ -1,18 +1,15 @@
 """Shared pieces of the web tests (no tests here): skeletons built from the bundled sample (texts blanked,
-as the mask pipeline writes them), and a uvicorn server run in a thread on a free local port."""
+as the mask pipeline writes them), and the app served in a thread on a free local port."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import socket
-import threading
-import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
+from densecaption.data.dci import blank_texts
 from densecaption.data.sample import sample_root
+from densecaption.web.common import serve_in_thread as serve  # noqa: F401  (the tests import it from here)
 
 
 def write_skeletons(folder: Path, stems: list[str]) -> Path:
@@ -20,35 +17,7 @@ def write_skeletons(folder: Path, stems: list[str]) -> Path:
     src = sample_root()
     (folder / "photos").mkdir(parents=True, exist_ok=True)
     for stem in stems:
-        doc = json.loads((src / "annotations" / f"{stem}-data.json").read_text(encoding="utf-8"))
-        doc["short_caption"] = doc["extra_caption"] = ""
-        for m in doc["mask_data"].values():
-            m["label"], m["caption"], m["mask_quality"] = "", "", 0
+        doc = blank_texts(json.loads((src / "annotations" / f"{stem}-data.json").read_text(encoding="utf-8")))
         (folder / f"{stem}-mask.json").write_text(json.dumps(doc), encoding="utf-8")
         shutil.copyfile(src / "photos" / doc["image"], folder / "photos" / doc["image"])
     return folder
-
-
-@contextmanager
-def serve(app) -> Iterator[str]:
-    """Run ``app`` under uvicorn in a thread on a free 127.0.0.1 port; yields the base URL."""
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()

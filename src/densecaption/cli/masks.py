@@ -18,8 +18,8 @@ app = typer.Typer(help="Make DCI mask trees (unannotated record skeletons) from 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 ModeOpt = Annotated[str, typer.Option(help="default: the correct tree step; dci-reference: the release's "
                                            "behaviour, quirks included (see docs/masks.md).")]
-OutOpt = Annotated[Path, typer.Option("--out", "-o", help="DCI folder to write: annotations/<photo stem>-mask.json "
-                                                          "and photos/.")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder to write: <photo stem>-mask.json skeletons and "
+                                                          "photos/ (every DCI command reads it).")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Redo photos whose skeleton exists (default: skip them).")]
 MinAreaOpt = Annotated[int, typer.Option(help="Masks under this many px are left out of mask_data (their idx "
                                               "stays in the parent's requirements).")]
@@ -45,7 +45,7 @@ def _finish(report, out: Path, manifest: dict) -> None:
         err.print(f"[red]failed[/] {name}: {reason}", highlight=False, markup=True)
     label = " (masks from random SAM weights: meaningless)" if manifest.get("weights") == "random" else ""
     console.print(f"{len(report.written)} skeleton(s) written, {len(report.skipped)} already there, "
-                  f"{len(report.failed)} failed, in {out / 'annotations'}{label}", highlight=False)
+                  f"{len(report.failed)} failed, in {out}{label}", highlight=False)
     if report.failed:
         raise typer.Exit(1)
 
@@ -78,7 +78,7 @@ def from_sam(
     """The tree step on masks that already exist, as SA-1B ships them (and SAM's coco_rle output writes them).
 
     Each JSON {"image": {"file_name", "width", "height"}, "annotations": [{"segmentation": COCO RLE, "area",
-    "predicted_iou", "stability_score", ...}]} becomes OUT/annotations/<file_name stem>-mask.json, a DCI
+    "predicted_iou", "stability_score", ...}]} becomes OUT/<file_name stem>-mask.json, a DCI
     record with empty captions and labels, its photo linked into OUT/photos/. Masks are scored predicted_iou x
     stability_score^2. Re-runs skip finished photos; records that fail are listed with the reason (exit 1).
     """
@@ -92,7 +92,7 @@ def from_sam(
     files = expand_inputs(records, (".json",))
     if not files:
         raise UserError("no SA-1B-format JSON files among " + ", ".join(map(str, records)))
-    writable_folder(out / "annotations")
+    writable_folder(out)
     remove_stale_temps(out)
     parsed: dict[Path, object] = {}
     missing_photos: list[str] = []
@@ -156,7 +156,7 @@ def extract(
     Canny edges (bilateral filter d 11, sigmas 61/39, Canny 100/250; 8 jittered copies per point; in
     dci-reference only the first point is prompted, as in the release); every multimask output kept when its
     predicted IoU is above --pred-iou-thresh and its stability at least --stability-thresh; box NMS 0.97; small
-    regions removed. Score = predicted IoU x stability^2. Writes OUT/annotations/<photo stem>-mask.json with the
+    regions removed. Score = predicted IoU x stability^2. Writes OUT/<photo stem>-mask.json with the
     photo in OUT/photos/. Resumable; photos that fail are listed with the reason (exit 1). Under `accelerate
     launch` each process takes every N-th photo.
     """
@@ -182,7 +182,7 @@ def extract(
     state = process_state()
     main = state is None or state.is_main_process
     if main:
-        writable_folder(out / "annotations")
+        writable_folder(out)
         remove_stale_temps(out)
     if state is not None:
         state.wait_for_everyone()

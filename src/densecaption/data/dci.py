@@ -26,7 +26,10 @@ from densecaption.files import atomic_write_text  # also importable from here, i
 
 INNER = "densely_captioned_images"
 SPLIT_NAMES = ("train", "valid", "test")
-Source = Literal["complete", "annotations"]
+Source = Literal["complete", "annotations", "skeletons"]
+# A folder of mask skeletons (``masks from-sam`` / ``masks extract``): ``<photo stem>-mask.json`` files
+# with their photos in ``photos/`` beside them; read as source ``skeletons``.
+SKELETON_SUFFIX = "-mask.json"
 
 _IMAGE_KEYS = ("image", "short_caption", "extra_caption", "height", "width", "mask_keys", "mask_data",
                "summaries", "negatives", "clip_scores")
@@ -404,9 +407,36 @@ class DCIWriter:
 
 
 # --------------------------------------------------------------------------------------------- dataset
-def json_files(folder: Path) -> list[str]:
-    """The ``*.json`` file names in ``folder``, sorted; ``OSError`` when it cannot be listed."""
-    return sorted(name for name in os.listdir(folder) if name.endswith(".json"))
+def json_files(folder: Path, suffix: str = ".json") -> list[str]:
+    """The file names ending in ``suffix`` in ``folder``, sorted; ``OSError`` when it cannot be listed."""
+    return sorted(name for name in os.listdir(folder) if name.endswith(suffix))
+
+
+def is_skeleton(obj: Any) -> bool:
+    """A record with masks whose captions and labels are all still empty (not annotated yet): a mask
+    skeleton of ``masks from-sam`` / ``masks extract``."""
+    if not isinstance(obj, dict) or obj.get("short_caption") != "" or obj.get("extra_caption") != "":
+        return False
+    masks = obj.get("mask_data")
+    return isinstance(masks, dict) and all(
+        isinstance(m, dict) and m.get("label") == "" and m.get("caption") == "" for m in masks.values())
+
+
+def blank_texts(doc: dict[str, Any]) -> dict[str, Any]:
+    """The skeleton of an annotated record document: both captions, every label and caption emptied and every
+    quality reset to 0 (in place; returned), as the mask pipeline writes records still to be annotated."""
+    doc["short_caption"] = doc["extra_caption"] = ""
+    for mask in doc.get("mask_data", {}).values():
+        mask["label"], mask["caption"], mask["mask_quality"] = "", "", 0
+    return doc
+
+
+def is_skeleton_folder(path: Path) -> bool:
+    """A folder holding ``*-mask.json`` skeletons and no DCI sub-folders."""
+    try:
+        return path.is_dir() and any(name.endswith(SKELETON_SUFFIX) for name in os.listdir(path))
+    except OSError:
+        return False
 
 
 def resolve_root(path: Path | str) -> Path:
@@ -420,14 +450,16 @@ def resolve_root(path: Path | str) -> Path:
         raise UserError(f"{p}: no such folder")
     if (p / INNER).is_dir():
         return p / INNER
-    if any((p / s).exists() for s in ("splits.json", "annotations", "complete")):
+    if any((p / s).exists() for s in ("splits.json", "annotations", "complete")) or is_skeleton_folder(p):
         return p
-    raise UserError(f"{p}: not a DCI folder (expected {INNER}/ or splits.json, annotations/, complete/ in it)")
+    raise UserError(f"{p}: not a DCI folder (expected {INNER}/ or splits.json, annotations/, complete/ or "
+                    f"*{SKELETON_SUFFIX} skeletons in it)")
 
 
 @dataclass
 class DCIDataset:
-    """A DCI folder opened for streaming reads. ``source`` picks ``complete/`` (sDCI) or ``annotations/``."""
+    """A DCI folder opened for streaming reads. ``source`` picks ``complete/`` (sDCI), ``annotations/`` or, for a
+    folder of mask skeletons, the ``*-mask.json`` files in the folder itself (``skeletons``)."""
 
     root: Path
     source: Source
@@ -438,7 +470,12 @@ class DCIDataset:
         root = resolve_root(path)
         if source == "auto":
             source = "complete" if (root / "complete").is_dir() else "annotations"
-        if not (root / source).is_dir():
+            if source == "annotations" and not (root / source).is_dir() and is_skeleton_folder(root):
+                source = "skeletons"
+        if source == "skeletons":
+            if not is_skeleton_folder(root):
+                raise UserError(f"{root}: has no *{SKELETON_SUFFIX} skeletons")
+        elif not (root / source).is_dir():
             raise UserError(f"{root}: has no {source}/ folder")
         return cls(root=root, source=source, given=str(path))
 
@@ -448,7 +485,11 @@ class DCIDataset:
 
     @property
     def annotation_dir(self) -> Path:
-        return self.root / self.source
+        return self.root if self.source == "skeletons" else self.root / self.source
+
+    def rel(self, file: str) -> str:
+        """How messages name an annotation file: relative to the dataset root."""
+        return file if self.source == "skeletons" else f"{self.source}/{file}"
 
     def splits(self) -> dict[str, list[str]]:
         """``splits.json`` as lists of annotation file names; every file under one key if it is absent."""
@@ -467,7 +508,7 @@ class DCIDataset:
     def all_files(self) -> list[str]:
         """Every annotation file name, sorted; an unreadable folder raises its ``PermissionError`` (a glob
         would see it as empty)."""
-        return json_files(self.annotation_dir)
+        return json_files(self.annotation_dir, SKELETON_SUFFIX if self.source == "skeletons" else ".json")
 
     def files(self, split: str | None = None) -> list[str]:
         """Annotation file names of one split in ``splits.json`` order, or of all splits (no repeats)."""
@@ -488,7 +529,7 @@ class DCIDataset:
     def find(self, name: str) -> str:
         """The annotation file that ``name`` names: a file name, an id (``<id>`` or ``<id>-data``) or a photo."""
         files = self.all_files()
-        for candidate in (name, f"{name}.json", f"{name}-data.json"):
+        for candidate in (name, f"{name}.json", f"{name}-data.json", f"{name}{SKELETON_SUFFIX}"):
             if candidate in files:
                 return candidate
         for file in files:
@@ -501,7 +542,7 @@ class DCIDataset:
     def read(self, file: str) -> DCIImage:
         """Parse one annotation file; raises ``RecordError`` with every error found in it."""
         path = self.annotation_dir / file
-        rel = f"{self.source}/{file}"
+        rel = self.rel(file)
         obj, findings = load_json_file(path, rel, missing="file named in splits.json does not exist")
         if findings:
             raise RecordError(findings)

@@ -12,8 +12,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from densecaption.data.dci import DCIDataset, ParsedDocument, json_files, load_json_file, parse_document, \
-    resolve_root
+from densecaption.data.dci import SKELETON_SUFFIX, DCIDataset, ParsedDocument, is_skeleton, is_skeleton_folder, \
+    json_files, load_json_file, parse_document, resolve_root
 from densecaption.data.findings import Finding, pointer
 from densecaption.data.schema import Box, MaskDecodeError, decode_mask_png
 
@@ -140,8 +140,6 @@ def _check_mask(rel: str, base: tuple[str, str], png: str, box: Box | None,
 def skeleton_findings(obj: Any, rel: str) -> list[Finding]:
     """A warning for a mask skeleton (``masks from-sam`` / ``masks extract``): valid, but its captions and
     labels are still empty."""
-    from densecaption.masks.io import is_skeleton
-
     if not is_skeleton(obj):
         return []
     return [Finding(rel, "", "not annotated yet: a mask skeleton with empty captions and labels (annotate it, "
@@ -179,7 +177,8 @@ def _check_splits(root: Path, names_by_folder: dict[str, set[str]]) -> tuple[lis
 
 def validate_dataset(path: Path | str, progress: Callable[[int], None] | None = None,
                      on_total: Callable[[int], None] | None = None) -> ValidationReport:
-    """Check every annotation file under ``annotations/`` and ``complete/`` and ``splits.json``."""
+    """Check every annotation file under ``annotations/`` and ``complete/`` and ``splits.json`` (or, for a folder
+    of mask skeletons, its ``*-mask.json`` files)."""
     root = resolve_root(path)
     report = ValidationReport(root=root)
     photos = _PhotoCache(root / "photos")
@@ -189,6 +188,8 @@ def validate_dataset(path: Path | str, progress: Callable[[int], None] | None = 
             files[folder] = [root / folder / name for name in json_files(root / folder)]
         except OSError as e:  # an unreadable folder: its files are errors, not absent
             report.findings.append(Finding(f"{folder}/", "", f"cannot read: {e.strerror or e}"))
+    if not files and not report.findings and is_skeleton_folder(root):
+        files[""] = [root / name for name in json_files(root, SKELETON_SUFFIX)]
     if not files:
         if not report.findings:
             report.findings.append(Finding(str(root), "", "no annotations/ or complete/ folder"))
@@ -197,7 +198,7 @@ def validate_dataset(path: Path | str, progress: Callable[[int], None] | None = 
         on_total(sum(len(v) for v in files.values()))
     for folder, paths in files.items():
         for p in paths:
-            rel = f"{folder}/{p.name}"
+            rel = f"{folder}/{p.name}" if folder else p.name
             obj, found = load_json_file(p, rel)
             if not found:
                 parsed = parse_document(obj, rel)
@@ -215,6 +216,7 @@ def validate_dataset(path: Path | str, progress: Callable[[int], None] | None = 
         for folder, paths in files.items():
             for p in paths:
                 if p.name not in named:
-                    report.findings.append(Finding(f"{folder}/{p.name}", "", "in no split of splits.json",
+                    report.findings.append(Finding(f"{folder}/{p.name}" if folder else p.name, "",
+                                                   "in no split of splits.json",
                                                    "warning"))
     return report

@@ -108,8 +108,9 @@ class Benchmark(ABC):
     def run(self, model: Any, config: Any, data: BenchmarkData, context: RunContext) -> BenchmarkOutput:
         """Score ``model`` on ``data``; pure of file output (the caller writes the result)."""
 
-    def mode(self, config: Any) -> str:
-        """The result's ``mode`` (part of its file name); the config's ``mode`` field when it has one."""
+    def mode(self, config: Any, model: Any = None) -> str:
+        """The result's ``mode`` (part of its file name); the config's ``mode`` field when it has one. ``model``
+        is the loaded model, for a task whose mode is how the model reads (sdci-full)."""
         return str(getattr(config, "mode", "default"))
 
     def result_config(self, config: Any) -> dict[str, Any]:

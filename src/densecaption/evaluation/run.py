@@ -40,7 +40,7 @@ def evaluate(task: str, model: Any, data: Any, *, lora: str | None = None, split
     output = benchmark.run(loaded, cfg, opened, context)
     return EvalResult(
         task=benchmark.name, model=spec, lora=lora, weights=loaded.weights, data=opened.path,
-        data_sha256=opened.sha256, split=opened.split, mode=benchmark.mode(cfg), config=benchmark.result_config(cfg),
+        data_sha256=opened.sha256, split=opened.split, mode=benchmark.mode(cfg, loaded), config=benchmark.result_config(cfg),
         metrics=output.metrics, counts=output.counts,
         extra={**output.extra, "truncated_texts": loaded.truncated_texts, "notes": list(loaded.notes),
                "processes": context.processes},

@@ -5,8 +5,9 @@ Input (one JSON per photo, as SA-1B ships them and SAM's ``coco_rle`` output wri
     {"image": {"file_name", "width", "height"}, "annotations": [{"segmentation": {"size", "counts"},
      "area", "bbox", "predicted_iou", "stability_score", "point_coords", "crop_box"}, ...]}
 
-Output: a DCI folder, ``OUT/annotations/<photo stem>-mask.json`` (a DCI record with empty captions, labels
-``""`` and quality 0) with the photo in ``OUT/photos/``, so every command that reads DCI reads it.
+Output: ``OUT/<photo stem>-mask.json`` (a DCI record with empty captions, labels ``""`` and quality 0) with the
+photo in ``OUT/photos/``: a skeleton folder, which the DCI reader opens as source ``skeletons``, so every
+command that reads DCI reads it.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from densecaption.data.dci import SKELETON_SUFFIX
 from densecaption.data.findings import pointer
 from densecaption.errors import DataError
 from densecaption.masks import Mode
 from densecaption.masks.relations import BitMask
 
-SKELETON_SUFFIX = "-mask.json"
 
 
 class MaskRecordError(DataError):
@@ -117,15 +118,6 @@ def skeleton(image: str, width: int, height: int, mask_data: dict[str, dict]) ->
             "mask_keys": sorted(mask_data, key=int), "mask_data": mask_data}
 
 
-def is_skeleton(obj: Any) -> bool:
-    """A record with masks whose captions and labels are all still empty (not annotated yet)."""
-    if not isinstance(obj, dict) or obj.get("short_caption") != "" or obj.get("extra_caption") != "":
-        return False
-    masks = obj.get("mask_data")
-    return isinstance(masks, dict) and all(
-        isinstance(m, dict) and m.get("label") == "" and m.get("caption") == "" for m in masks.values())
-
-
 def place_photo(src: Path, dst: Path) -> None:
     """Hard-link (else copy) a photo into the output's ``photos/``, atomically; an existing one is kept."""
     if dst.exists():
@@ -155,7 +147,7 @@ class RunReport:
 def run_items(items: Sequence[Any], out: Path, name_of: Callable[[Any], str],
               make: Callable[[Any], tuple[dict[str, Any], Path | None]], *, overwrite: bool = False,
               tick: Callable[[int], None] | None = None) -> RunReport:
-    """Write one skeleton per item to ``out/annotations/``: ``make(item)`` gives the record and the photo to
+    """Write one skeleton per item into ``out``: ``make(item)`` gives the record and the photo to
     place beside it. Finished items are skipped unless ``overwrite``; each file is written atomically, so a
     killed run leaves whole files only; an item that fails (bad record, unreadable photo, an empty kept mask)
     is listed with its reason and the run goes on (as the release skipped an image that raised)."""
@@ -165,7 +157,7 @@ def run_items(items: Sequence[Any], out: Path, name_of: Callable[[Any], str],
     report = RunReport()
     for item in items:
         name = name_of(item)
-        target = out / "annotations" / name
+        target = out / name
         if target.exists() and not overwrite:
             report.skipped.append(name)
         else:

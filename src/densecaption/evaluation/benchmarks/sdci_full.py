@@ -133,8 +133,9 @@ class SDCIFull(Benchmark):
 
         return SDCI().open(path, split)
 
-    def mode(self, config: SdciFullConfig) -> str:
-        return "full"
+    def mode(self, config: SdciFullConfig, model: Any = None) -> str:
+        """How the model reads texts past its window (``#long=`` of its spec; ``truncate`` without it)."""
+        return getattr(model, "long_mode", "truncate")
 
     def run(self, model: Any, config: SdciFullConfig, data: BenchmarkData, context: RunContext) -> BenchmarkOutput:
         dataset = data.handle
