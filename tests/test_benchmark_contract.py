@@ -38,6 +38,20 @@ def _sdci_full_mini(root: Path) -> str:
 
 MINI_SETS: dict[str, Callable[[Path], str]] = {"sdci": _sdci_mini, "sdci-full": _sdci_full_mini}
 
+from benchmarks.compositional_minisets import BUILDERS as _COMPOSITIONAL  # noqa: E402  ARO, SugarCrepe, VLC, Winoground
+
+MINI_SETS.update(_COMPOSITIONAL)
+
+
+def _image_folder_mini(root: Path) -> str:
+    """ImageNet-style train/ and val/ with five class folders (top-5 needs five), two tiny photos each."""
+    from tests.test_zeroshot import write_image_folder
+
+    return str(write_image_folder(root))
+
+
+MINI_SETS.update({"zeroshot": _image_folder_mini, "linear-probe": _image_folder_mini})
+
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> str:

@@ -203,3 +203,27 @@ def test_hard_kinds_option_reaches_the_result(tiny, tmp_path):
     rules = read_results([tmp_path / "rules"])[0]
     assert default["config"]["hard_kinds"] == ["basic", "layout", "swaps"] and rules["config"]["hard_kinds"] == ["rule_swap"]
     assert default["counts"]["all_hard_negs"] == 2 and rules["counts"]["all_hard_negs"] == 1  # only base has one
+
+
+def test_crop_cache_option_gives_the_same_numbers_and_is_read_back(tiny, tmp_path, monkeypatch):
+    from densecaption.evaluation import crop_cache
+
+    reads, decodes = [], []
+    image, getitem = crop_cache.CropCache.image, crop_cache._DecodeDataset.__getitem__
+    monkeypatch.setattr(crop_cache.CropCache, "image", lambda self, c: reads.append(c) or image(self, c))
+    monkeypatch.setattr(crop_cache._DecodeDataset, "__getitem__", lambda self, i: decodes.append(i) or getitem(self, i))
+    common = ["bench", "sdci", "--data", "sample", "--model", tiny, "--device", "cpu"]
+    metrics = []
+    for name, extra in (("plain", []), ("fill", ["--crop-cache", str(tmp_path / "crops")]),
+                        ("read", ["--crop-cache", str(tmp_path / "crops")])):
+        result = CliRunner().invoke(build_app(), [*common, *extra, "--out", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        record = json.loads(next((tmp_path / name).glob("sdci_*.json")).read_text())
+        metrics.append(record["metrics"])
+        if name == "fill":
+            filled_photos, crops_read = len(decodes), len(reads)
+            assert filled_photos > 0 and crops_read == record["encoded_images"]
+    assert metrics[0] == metrics[1] == metrics[2]
+    assert len(decodes) == filled_photos  # the second run decoded no photo ...
+    assert len(reads) == 2 * crops_read  # ... and read every crop from the cache
+    assert "--crop-cache" not in CliRunner().invoke(build_app(), ["bench", "winoground", "--help"]).output

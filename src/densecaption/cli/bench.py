@@ -82,6 +82,10 @@ def _common_parameters(benchmark) -> tuple[list[inspect.Parameter], list[inspect
                                                 "encoding."),
             opt("out", Path, Path("results"), "Folder for the result JSON."),
             opt("strict", bool, False, "Stop at the first bad record instead of skipping it.")]
+    if benchmark.uses_crop_cache:
+        tail.insert(3, opt("crop_cache", Optional[Path], None, "Crop cache folder: each crop is decoded from "
+                           "its full photo once and stored resized to the model's input size (uint8), so later "
+                           "runs skip the decoding; numbers are unchanged."))
     return head, tail
 
 
@@ -109,7 +113,7 @@ def bench_command(benchmark) -> Callable[..., None]:
 
 def run_and_report(benchmark, config: dict[str, Any], *, data: str, model: str, lora: str | None,
                    split: str | None = None, device: str, workers: int, cache: Path | None, out: Path,
-                   strict: bool) -> None:
+                   strict: bool, crop_cache: Path | None = None) -> None:
     """Run ``benchmark`` through ``evaluate``, write its result file and print its table (main process)."""
     from densecaption.distributed import process_state
     from densecaption.evaluation.benchmark import RunContext
@@ -127,7 +131,7 @@ def run_and_report(benchmark, config: dict[str, Any], *, data: str, model: str, 
     log = skip_log(strict)
     with progress_stages(enabled=main) as stage:
         context = RunContext(skip=log, progress=stage, workers=workers,
-                             cache_dir=cache_folder(cache, model, lora) if cache else None)
+                             cache_dir=cache_folder(cache, model, lora) if cache else None, crop_cache=crop_cache)
         result = evaluate(benchmark.name, model, data, lora=lora, split=split, device=device, context=context,
                           **dataclasses.asdict(checked))
     if not main:

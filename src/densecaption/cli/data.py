@@ -28,6 +28,8 @@ def validate(
     path: PathArg,
     strict: Annotated[bool, typer.Option(help="Count warnings as errors.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+    workers: Annotated[int, typer.Option(help="Worker processes checking files (0: one per core); the "
+                                              "findings and their order do not depend on it.")] = 0,
 ):
     """Check every annotation file, mask and photo; exit 1 when there are errors.
 
@@ -37,7 +39,7 @@ def validate(
     from densecaption.data.validate import validate_dataset
 
     with progress_bar("validating") as tick:
-        report = validate_dataset(path, progress=tick, on_total=tick.set_total)
+        report = validate_dataset(path, progress=tick, on_total=tick.set_total, workers=workers or None)
     if as_json:
         out_console().print_json(json.dumps(report.to_dict()))
     else:
@@ -59,6 +61,8 @@ def stats(
     split: Annotated[Optional[str], typer.Option(help="Count one split of splits.json (default: all).")] = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first bad record instead of skipping it.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
+    workers: Annotated[int, typer.Option(help="Worker processes counting tokens (0: one per core); the "
+                                              "table does not depend on it.")] = 0,
 ):
     """The DCI paper's Table 1 (images, captions, CLIP tokens per caption and per image).
 
@@ -67,7 +71,7 @@ def stats(
     CLIP BPE tokens with start and end tokens, untruncated. See the README for the exact definitions.
     """
     from densecaption.data.dci import DCIDataset
-    from densecaption.data.stats import compute_stats
+    from densecaption.data.stats import dataset_stats
     from densecaption.tokens import ClipTokenCounter
 
     dataset = DCIDataset.open(path)
@@ -75,12 +79,7 @@ def stats(
     log = skip_log(strict)
     counter = ClipTokenCounter()
     with progress_bar("counting tokens", total=len(files)) as advance:
-        def records():
-            for record in dataset.iter_images(split, log):
-                yield record
-                advance(1)
-
-        rows = compute_stats(records(), counter)
+        rows = dataset_stats(dataset, split, log, workers=workers or None, progress=advance)
     report_skips(log)
     if as_json:
         out_console().print_json(json.dumps({"data": str(path), "split": split or "all", "source": dataset.source,
@@ -142,6 +141,9 @@ def clip_scores(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Rescore records already in --out.")] = False,
     strict: Annotated[bool, typer.Option(help="Stop at the first bad record instead of skipping it.")] = False,
+    crop_cache: Annotated[Optional[Path], typer.Option(
+        help="Crop cache folder: each crop is decoded from its full photo once and stored resized to the "
+             "model's input size (uint8), so later runs skip the decoding; scores are unchanged.")] = None,
 ):
     """Compute the stored clip_scores of every summarised entry.
 
@@ -166,6 +168,11 @@ def clip_scores(
     loaded = load_model(model, device=device)
     if not isinstance(loaded, EmbeddingModel):
         raise UserError(f"{model}: clip_scores need a model that embeds images and texts (CLIP, SigLIP)")
+    cache = None
+    if crop_cache is not None:
+        from densecaption.evaluation.crop_cache import CropCache
+
+        cache = CropCache.for_model(crop_cache, loaded)
     writer = DCIWriter(out) if out is not None else DCIWriter(dataset.root, is_root=True)
     remove_stale_temps(writer.root)
     if out is not None and (dataset.root / "splits.json").exists():
@@ -173,7 +180,7 @@ def clip_scores(
     log = skip_log(strict)
     with progress_bar("scoring", total=len(dataset.all_files())) as tick:
         scored = score_dataset(dataset, loaded, writer, skip=log, in_place=in_place, overwrite=overwrite,
-                               progress=tick)
+                               progress=tick, crop_cache=cache)
     report_skips(log)
     label = "" if loaded.weights == "pretrained" else f" [yellow](weights: {loaded.weights})[/]"
     out_console().print(f"scored {scored} records with {model}{label} -> {writer.root}")
@@ -259,6 +266,40 @@ def _download(resource, dest: Path, locate, from_file: Optional[Path], retries: 
     verb = "already unpacked" if outcome.done_before else "unpacked"
     out_console().print(f"{verb}: {outcome.path} (sha256 {resource.sha256[:12]}...)", highlight=False)
     return outcome.path
+
+
+@app.command("fetch")
+@guarded
+def fetch_benchmark_data(
+    name: Annotated[str, typer.Argument(help="aro, sugarcrepe, vlchecklist or winoground.")],
+    dest: Annotated[Path, typer.Argument(help="Folder to fetch into (the benchmark's --data folder).")],
+    photos: Annotated[bool, typer.Option(help="Also fetch the COCO photo zips (ARO: val2014, 6 GB; SugarCrepe: "
+                                              "val2017, 1 GB).")] = False,
+    mirror: Annotated[Optional[str], typer.Option(help="Fetch every file as MIRROR/NAME instead.")] = None,
+    retries: Retries = 5,
+):
+    """Download a compositional benchmark's public files from their official locations into the layout
+    `bench NAME` reads (docs/compositional-benchmarks.md).
+
+    Resumes after a dropped connection or a killed run, checks sizes where known, unpacks zips into place
+    atomically, and skips what a previous run finished. Without network it stops with one line naming the
+    files to download by hand; files that are not public are named at the end.
+    """
+    from densecaption.cli._common import progress_stages
+    from densecaption.data.download import FetchConfig
+    from densecaption.data.fetch import BY_HAND, NEXT, fetch_benchmark
+
+    if retries < 1:
+        raise UserError("--retries should be at least 1")
+    with progress_stages() as stage:
+        got = fetch_benchmark(name, dest, photos=photos, mirror=mirror, config=FetchConfig(retries=retries),
+                              stage=stage)
+    console = out_console()
+    console.print(f"fetched: {', '.join(got.done) or 'nothing new'}"
+                  + (f"; already there: {', '.join(got.skipped)}" if got.skipped else ""), highlight=False)
+    if BY_HAND.get(name):
+        console.print(f"by hand: {BY_HAND[name]}", highlight=False)
+    console.print(f"next: {NEXT[name].format(dest=dest)}", highlight=False)
 
 
 @app.command()

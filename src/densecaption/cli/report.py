@@ -22,6 +22,7 @@ def build_app() -> typer.Typer:
                                      f"a data column names the data each run used).")(report_command(benchmark))
     app.command("t2i")(t2i)
     app.command("long-text")(long_text)
+    app.command("table3")(table3)
     return app
 
 
@@ -66,6 +67,26 @@ def long_text(
         raise UserError(f"no sdci-full result files in {', '.join(map(str, paths))}")
     rows = side_by_side(results)
     typer.echo(to_markdown(rows) if fmt == "md" else to_csv(rows), nl=False)
+
+
+@guarded
+def table3(
+    paths: Annotated[list[Path], typer.Argument(help="aro and vlchecklist result files or folders holding them.")],
+    fmt: Annotated[str, typer.Option("--format", help="md or csv.")] = "md",
+    paper: Annotated[bool, typer.Option(help="Add DCI's published Table 3 rows below.")] = False,
+):
+    """DCI's Table 3: ARO (VG-R, VG-A, COCO, Flickr) beside VL-CheckList (Object, Attribute, Relation), one row
+    per model and LoRA adapter, random weights labelled."""
+    from densecaption.evaluation.results import read_results
+    from densecaption.reports.table3 import rows, to_csv, to_markdown
+
+    if fmt not in ("md", "csv"):
+        raise UserError(f"--format {fmt!r}: choose md or csv")
+    results = read_results(paths, task="aro") + read_results(paths, task="vlchecklist")
+    if not results:
+        raise UserError(f"no aro or vlchecklist result files in {', '.join(map(str, paths))}")
+    table = rows(results, paper=paper)
+    typer.echo(to_markdown(table) if fmt == "md" else to_csv(table), nl=False)
 
 
 @guarded

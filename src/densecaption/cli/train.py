@@ -56,6 +56,9 @@ def clip(
     split: Annotated[str, typer.Option(help="Training split.")] = "train",
     valid_split: Annotated[Optional[str], typer.Option(help="Validation split ('' to skip).")] = "valid",
     workers: Annotated[int, typer.Option(help="Data loading worker processes.")] = 0,
+    crop_cache: Annotated[Optional[str], typer.Option(
+        help="Crop cache folder: each entry's crop is decoded from its full photo once, stored resized to the "
+             "model's input size and read from there every epoch (docs/speed.md).")] = None,
     stop_after_steps: Annotated[Optional[int], typer.Option(hidden=True)] = None,
 ):
     """LoRA fine-tuning of a CLIP-style model on sDCI entries (DCI section 5).
@@ -80,7 +83,8 @@ def clip(
         lora_targets=lora_targets.split(",") if lora_targets else None, lr=lr, epochs=epochs,
         batch_size=batch_size, grad_accum=grad_accum, mixed_precision=mixed_precision, seed=seed,
         checkpoint_every=checkpoint_every, resume=resume, overwrite=overwrite, strict=strict,
-        best_metric=best_metric, workers=workers, stop_after_steps=stop_after_steps)
+        best_metric=best_metric, workers=workers, stop_after_steps=stop_after_steps,
+        crop_cache=crop_cache or None)
     state = process_state()
     main = state is None or state.is_main_process
     skips = skip_log(strict) if main else SkipLog(strict=strict)  # one warning per record, not per process

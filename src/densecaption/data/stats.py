@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterable
 
+from densecaption.data.dci import DCIDataset
+from densecaption.data.findings import RecordError, SkipLog
 from densecaption.data.schema import BASE_KEY, DCIImage
 from densecaption.data.text import image_text, mask_text
 
@@ -61,3 +64,63 @@ def compute_stats(records: Iterable[DCIImage], count: Callable[[str], int]) -> l
             rows["sDCI_sub"].caps += len(tokens)
             rows["sDCI_sub"].tokens += sum(tokens)
     return [rows[name] for name in ROWS]
+
+
+def add_rows(total: list[StatsRow], part: list[StatsRow]) -> None:
+    """Add ``part``'s counts into ``total`` (same row order)."""
+    for row, other in zip(total, part):
+        row.imgs += other.imgs
+        row.caps += other.caps
+        row.tokens += other.tokens
+
+
+@functools.lru_cache(maxsize=1)
+def _counter():
+    """One CLIP tokenizer per process (loading its vocabulary takes a while)."""
+    from densecaption.tokens import ClipTokenCounter
+
+    return ClipTokenCounter()
+
+
+def _stats_chunk(dataset: DCIDataset, files: list[str]) -> list[list[StatsRow] | tuple]:
+    """Each file's rows (or the findings of why it does not parse, as an exception does not survive pickling
+    whole), in a worker process with its own tokenizer."""
+    counter = _counter()
+    out: list[list[StatsRow] | tuple] = []
+    for file in files:
+        try:
+            out.append(compute_stats([dataset.read(file)], counter))
+        except RecordError as e:
+            out.append(tuple(e.findings))
+    return out
+
+
+def dataset_stats(dataset: DCIDataset, split: str | None, skip: SkipLog, *, workers: int | None = None,
+                  progress: Callable[[int], None] = lambda n: None) -> list[StatsRow]:
+    """Table 1 rows of a split counted in ``workers`` processes (None: one per core); records that fail to
+    parse reach ``skip`` in file order, so the rows and the warnings equal those of one process."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    files = dataset.files(split)
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    size = max(1, min(64, len(files) // (4 * max(workers, 1))))
+    chunks = [files[i:i + size] for i in range(0, len(files), size)]
+    total = [StatsRow(name) for name in ROWS]
+    if workers <= 1:
+        for chunk in chunks:
+            _merge(total, _stats_chunk(dataset, chunk), skip, progress)
+        return total
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for part in pool.map(_stats_chunk, [dataset] * len(chunks), chunks):
+            _merge(total, part, skip, progress)
+    return total
+
+
+def _merge(total: list[StatsRow], part: list, skip: SkipLog, progress: Callable[[int], None]) -> None:
+    for rows in part:
+        if isinstance(rows, tuple):
+            skip.skip(RecordError(list(rows)))
+        else:
+            add_rows(total, rows)
+        progress(1)

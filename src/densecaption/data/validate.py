@@ -6,6 +6,7 @@ reader handles (dropped masks in ``requirements``, stale width/height, files in 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -175,13 +176,47 @@ def _check_splits(root: Path, names_by_folder: dict[str, set[str]]) -> tuple[lis
     return findings, named
 
 
+def check_file(path: Path, rel: str, photos: _PhotoCache) -> list[Finding]:
+    """Every finding of one annotation file: its JSON, its document, its masks' pixels, its photo."""
+    obj, found = load_json_file(path, rel)
+    if not found:
+        parsed = parse_document(obj, rel)
+        photo = photos.size(parsed.image) if parsed.image is not None else None
+        found = parsed.findings + check_pixels(parsed, rel, photo, obj.get("mask_data")
+                                               if isinstance(obj, dict) else None)
+        found += skeleton_findings(obj, rel)
+    return found
+
+
+def _check_chunk(chunk: list[tuple[Path, str]], photo_dir: Path) -> list[list[Finding]]:
+    """``check_file`` over a chunk of files in a worker process, one photo cache per chunk."""
+    photos = _PhotoCache(photo_dir)
+    return [check_file(path, rel, photos) for path, rel in chunk]
+
+
+def _checked(jobs: list[tuple[Path, str]], photo_dir: Path, workers: int | None):
+    """Each job's findings, in the jobs' order; with more than one worker, chunks run in worker processes."""
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if workers <= 1 or len(jobs) < 2:
+        photos = _PhotoCache(photo_dir)
+        yield from (check_file(path, rel, photos) for path, rel in jobs)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    size = max(1, min(64, len(jobs) // (4 * workers)))
+    chunks = [jobs[i:i + size] for i in range(0, len(jobs), size)]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for findings in pool.map(_check_chunk, chunks, [photo_dir] * len(chunks)):
+            yield from findings
+
+
 def validate_dataset(path: Path | str, progress: Callable[[int], None] | None = None,
-                     on_total: Callable[[int], None] | None = None) -> ValidationReport:
+                     on_total: Callable[[int], None] | None = None, workers: int | None = 1) -> ValidationReport:
     """Check every annotation file under ``annotations/`` and ``complete/`` and ``splits.json`` (or, for a folder
-    of mask skeletons, its ``*-mask.json`` files)."""
+    of mask skeletons, its ``*-mask.json`` files). ``workers`` processes check files (None: one per core);
+    the findings come in the same order whatever the number."""
     root = resolve_root(path)
     report = ValidationReport(root=root)
-    photos = _PhotoCache(root / "photos")
     files: dict[str, list[Path]] = {}
     for folder in (f for f in FOLDERS if (root / f).is_dir()):
         try:
@@ -196,20 +231,12 @@ def validate_dataset(path: Path | str, progress: Callable[[int], None] | None = 
         return report
     if on_total:
         on_total(sum(len(v) for v in files.values()))
-    for folder, paths in files.items():
-        for p in paths:
-            rel = f"{folder}/{p.name}" if folder else p.name
-            obj, found = load_json_file(p, rel)
-            if not found:
-                parsed = parse_document(obj, rel)
-                photo = photos.size(parsed.image) if parsed.image is not None else None
-                found = parsed.findings + check_pixels(parsed, rel, photo, obj.get("mask_data")
-                                                       if isinstance(obj, dict) else None)
-                found += skeleton_findings(obj, rel)
-            report.findings.extend(found)
-            report.files_checked += 1
-            if progress:
-                progress(1)
+    jobs = [(p, f"{folder}/{p.name}" if folder else p.name) for folder, paths in files.items() for p in paths]
+    for found in _checked(jobs, root / "photos", workers):
+        report.findings.extend(found)
+        report.files_checked += 1
+        if progress:
+            progress(1)
     split_findings, named = _check_splits(root, {k: {p.name for p in v} for k, v in files.items()})
     report.findings.extend(split_findings)
     if named is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping
 
 from densecaption.data.findings import SkipLog
@@ -67,7 +68,8 @@ class RunContext:
     """What a run needs besides model, config and data; none of it changes a number.
 
     ``progress(stage, total)`` returns an ``advance(n)`` callback; ``workers`` decode photos in processes;
-    ``cache_dir`` holds an embedding cache for this model; ``processes`` is the size of an accelerate group.
+    ``cache_dir`` holds an embedding cache for this model; ``processes`` is the size of an accelerate group;
+    ``crop_cache`` is the root of a crop cache (docs/speed.md): crops decoded once, read back resized.
     """
 
     skip: SkipLog = field(default_factory=SkipLog)
@@ -75,6 +77,16 @@ class RunContext:
     workers: int = 0
     cache_dir: Any = None
     processes: int = 1
+    crop_cache: Path | None = None
+
+    def crop_cache_for(self, model: Any) -> Any:
+        """The ``CropCache`` of ``model``'s preprocessing under ``crop_cache``, or None when no root is set;
+        benchmarks hand it to their ``FeatureStore`` so crops are decoded from full photos only once."""
+        if self.crop_cache is None:
+            return None
+        from densecaption.evaluation.crop_cache import CropCache
+
+        return CropCache.for_model(Path(self.crop_cache), model)
 
 
 @dataclass
@@ -99,6 +111,8 @@ class Benchmark(ABC):
     data_help: ClassVar[str] = "The benchmark's data folder."
     default_split: ClassVar[str] = "test"
     uses_splits: ClassVar[bool] = True
+    uses_crop_cache: ClassVar[bool] = False
+    """True when ``run`` reads photo crops through ``context.crop_cache_for`` (the CLI then offers --crop-cache)."""
 
     @abstractmethod
     def open(self, path: str, split: str) -> BenchmarkData:

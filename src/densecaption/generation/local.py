@@ -5,11 +5,15 @@ loaded with ``AutoModelForImageTextToText`` and its ``AutoProcessor`` and reads 
 LM with ``AutoModelForCausalLM`` and its tokenizer (a GGUF file is dequantised by transformers). The chat
 template of the tokenizer or processor formats the messages when there is one. One model serves one
 request at a time (a lock), so the job runner's threads queue here instead of fighting over the CPU/GPU.
+A text-only model decoding greedily serves the queued requests in batches instead (prompts padded on the
+left; the same replies as one at a time, tests check it); sampling and images stay one request at a time,
+so a seed still fixes one reply.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,6 +21,21 @@ from densecaption.errors import UserError
 from densecaption.generation.backends import (BackendError, BackendOptions, GeneratorSpec, ImageInput, Prompt,
                                               TextBackend, as_messages)
 from densecaption.models.weights import transformers_source
+
+
+BATCH_SIZE = 8
+"""Greedy text-only requests decoded together at most (the job runner runs this many threads)."""
+
+
+@dataclass
+class _Pending:
+    """A queued greedy request: the leader that takes it into a batch fills ``reply`` or ``error``."""
+
+    messages: list[dict[str, Any]]
+    max_tokens: int
+    reply: str | None = None
+    error: BackendError | None = None
+    done: threading.Event = field(default_factory=threading.Event)
 
 
 class LocalBackend(TextBackend):
@@ -37,6 +56,12 @@ class LocalBackend(TextBackend):
         self.device = device
         self.options = options
         self._lock = threading.Lock()
+        self._queue: list[_Pending] = []
+        self._queue_lock = threading.Lock()
+        self.batches: list[int] = []
+        """The size of each batch run (for tests and measurements)."""
+        if not self.reads_images and options.temperature == 0:
+            self.max_parallel = BATCH_SIZE
 
     def generate(self, prompt: Prompt, *, max_tokens: int, images: Sequence[ImageInput] | None = None,
                  seed: int | None = None) -> str:
@@ -45,6 +70,8 @@ class LocalBackend(TextBackend):
         if images and not self.reads_images:
             raise BackendError(f"{self.spec}: a text-only model reads no images", retryable=False)
         messages = as_messages(prompt)
+        if self.max_parallel > 1 and not images:
+            return self._generate_batched(_Pending(messages, max_tokens))
         with self._lock:
             try:
                 inputs = (self._vision_inputs(messages, images or []) if self.reads_images
@@ -68,6 +95,54 @@ class LocalBackend(TextBackend):
                                    retryable=False) from e
         new_tokens = out[0, inputs["input_ids"].shape[1]:]
         return self.tokenizer.decode(new_tokens, skip_special_tokens=True)
+
+    def _generate_batched(self, item: _Pending) -> str:
+        """Queue ``item``; the thread that gets the model next runs it with the other queued requests of the
+        same length limit (up to ``BATCH_SIZE``), so requests arriving while a batch runs share the next one."""
+        with self._queue_lock:
+            self._queue.append(item)
+        with self._lock:
+            if not item.done.is_set():  # no earlier leader took it: lead a batch
+                with self._queue_lock:
+                    batch = [item] + [p for p in self._queue
+                                      if p is not item and p.max_tokens == item.max_tokens][:BATCH_SIZE - 1]
+                    for p in batch:
+                        self._queue.remove(p)
+                self._run_batch(batch)
+        if item.error is not None:
+            raise item.error
+        return item.reply  # type: ignore[return-value]
+
+    def _run_batch(self, batch: list[_Pending]) -> None:
+        """Greedy generation for ``batch`` at once: each prompt's ids padded on the left (decoder-only models
+        continue from the last position), the attention mask hiding the padding. Fills every item."""
+        import torch
+
+        try:
+            rows = [self._text_inputs(p.messages) for p in batch]
+            ids = [r["input_ids"][0] for r in rows]
+            width = max(len(i) for i in ids)
+            pad = self._pad_id()
+            pad = 0 if pad is None else pad
+            input_ids = torch.full((len(ids), width), pad, dtype=ids[0].dtype)
+            mask = torch.zeros((len(ids), width), dtype=torch.long)
+            for n, row in enumerate(ids):
+                input_ids[n, width - len(row):] = row
+                mask[n, width - len(row):] = 1
+            with torch.inference_mode():
+                out = self.module.generate(input_ids=self._placed(input_ids), attention_mask=self._placed(mask),
+                                           max_new_tokens=batch[0].max_tokens, pad_token_id=self._pad_id(),
+                                           do_sample=False, temperature=None, top_p=None, top_k=None)
+            self.batches.append(len(batch))
+            for n, p in enumerate(batch):
+                p.reply = self.tokenizer.decode(out[n, width:], skip_special_tokens=True)
+        except (RuntimeError, ValueError, TypeError) as e:
+            error = BackendError(f"local generation failed: {type(e).__name__}: {first_line(e)}", retryable=False)
+            for p in batch:
+                p.error = error
+        finally:
+            for p in batch:
+                p.done.set()
 
     def _placed(self, value: Any) -> Any:
         """An input on the model's device; pixel values (floating point) also in the model's dtype."""

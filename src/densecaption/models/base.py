@@ -33,6 +33,13 @@ class ImageTextModel(ABC):
     """False for scorers that ignore the image: callers may then skip decoding photos."""
     context_length: int | None = None
     """Text tokens the model reads, start and end included (77 for CLIP); None: no fixed window."""
+    sort_texts: bool = True
+    """Batch texts by token length (results in the given order) so batches carry little padding; False:
+    batches in the given order, the previous path, kept for speed comparisons (docs/speed.md)."""
+    encoded_text_tokens: int = 0
+    """Text tokens sent through the text encoder so far, padding included (0 where not counted)."""
+    text_token_floor: int = 0
+    """The same texts' own token counts (cut to the context), the least any batching could encode."""
 
     def count_tokens(self, text: str) -> int | None:
         """The model's own token count of ``text`` uncut, start and end included; None without a tokenizer."""
@@ -74,6 +81,18 @@ def autocast(device: str):
     if device.startswith("cuda"):
         return torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
     return contextlib.nullcontext()
+
+
+def length_batches(lengths: Sequence[int], size: int, slack: float = 0.05) -> list[list[int]]:
+    """Indices into ``lengths`` in batches of at most ``size``, shortest first (a stable sort: equal lengths
+    keep their order). A batch also ends before a text longer than ``1 + slack`` times its first one, so
+    padding every text to its batch's longest adds at most ``slack`` to the tokens encoded."""
+    batches: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+        if not batches or len(batches[-1]) >= size or lengths[i] > (1 + slack) * lengths[batches[-1][0]]:
+            batches.append([])
+        batches[-1].append(i)
+    return batches
 
 
 def batched(items: Sequence, size: int):

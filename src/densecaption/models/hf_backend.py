@@ -8,6 +8,7 @@ Hugging Face cache; the build machines have neither, so tests write random model
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 from typing import Sequence
@@ -16,13 +17,16 @@ import torch
 from PIL.Image import Image
 
 from densecaption.errors import UserError
-from densecaption.models.base import EmbeddingModel, autocast, batched
+from densecaption.models.base import EmbeddingModel, autocast, batched, length_batches
 from densecaption.models.lora import apply_lora
 from densecaption.models.registry import ModelSpec
 from densecaption.models.weights import transformers_source, write_marker
 
 # model_type -> transformers class name; the only kinds an embedding benchmark can score.
 KINDS = {"clip": "CLIPModel", "siglip": "SiglipModel"}
+# model_type -> loader of the pair scorers that are not CLIP-style (own modules; #head=itm|itc).
+SCORER_KINDS = {"blip": "densecaption.models.blip_backend:load_blip",
+                "flava": "densecaption.models.flava_backend:load_flava"}
 
 
 class HFEmbeddingModel(EmbeddingModel):
@@ -78,9 +82,17 @@ class HFEmbeddingModel(EmbeddingModel):
     def encode_images(self, images: Sequence[Image]) -> torch.Tensor:
         out = [torch.empty(0, self.embed_dim)]
         for batch in batched(list(images), self.batch_size):
-            pixels = self.pixel_values(batch).to(self.device)
+            out.append(self.encode_pixels(self.pixel_values(batch)))
+        return torch.cat(out)
+
+    @torch.inference_mode()
+    def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Features of already preprocessed images (``pixel_values``, e.g. made in loader workers)."""
+        out = [torch.empty(0, self.embed_dim)]
+        for start in range(0, len(pixels), self.batch_size):
+            batch = pixels[start:start + self.batch_size].to(self.device, non_blocking=True)
             with autocast(self.device):
-                features = pooled(self.model.get_image_features(pixel_values=pixels))
+                features = pooled(self.model.get_image_features(pixel_values=batch))
             out.append(normalize(features))
         return torch.cat(out)
 
@@ -90,16 +102,31 @@ class HFEmbeddingModel(EmbeddingModel):
 
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
-        out = [torch.empty(0, self.embed_dim)]
-        for batch in batched(list(texts), self.batch_size):
-            # Tokenise once uncut to count what the cut drops (verbose=False: no too-long warning).
-            lengths = self.tokenizer(batch, verbose=False)["input_ids"]
-            self.truncated_texts += sum(len(ids) > self.context_length for ids in lengths)
-            inputs = {k: v.to(self.device) for k, v in self.tokenize(batch).items()}
+        """Tokenised once, uncut (verbose=False: no too-long warning): the ids give the truncation count,
+        the length order of the batches (CLIP) and, cut and padded per batch, the model inputs."""
+        texts = list(texts)
+        ctx = self.context_length
+        ids = self.tokenizer(texts, verbose=False)["input_ids"] if texts else []
+        self.truncated_texts += sum(len(row) > ctx for row in ids)
+        # a text over the context is rare: let the tokenizer cut it, its own way
+        ids = [row if len(row) <= ctx else self.tokenizer(texts[i], truncation=True, max_length=ctx)["input_ids"]
+               for i, row in enumerate(ids)]
+        self.text_token_floor += sum(map(len, ids))
+        order = list(range(len(ids)))
+        batches = (length_batches([len(row) for row in ids], self.batch_size) if self.sort_texts
+                   else list(batched(order, self.batch_size)))
+        out = torch.empty(len(ids), self.embed_dim)
+        for batch in batches:
+            padding = {"padding": "max_length", "max_length": ctx} if self.kind == "siglip" else {"padding": True}
+            tokens = self.tokenizer.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt", **padding)
+            inputs = {"input_ids": tokens["input_ids"]}
+            if self.kind == "clip" and "attention_mask" in tokens:
+                inputs["attention_mask"] = tokens["attention_mask"]
+            self.encoded_text_tokens += inputs["input_ids"].numel()
             with autocast(self.device):
-                features = pooled(self.model.get_text_features(**inputs))
-            out.append(normalize(features))
-        return torch.cat(out)
+                features = pooled(self.model.get_text_features(**{k: v.to(self.device) for k, v in inputs.items()}))
+            out[batch] = normalize(features)
+        return out
 
 
 def pooled(output) -> torch.Tensor:
@@ -144,6 +171,10 @@ def load_hf(parsed: ModelSpec, *, spec: str, device: str, lora: str | None = Non
     try:
         config = AutoConfig.from_pretrained(source)
         kind = getattr(config, "model_type", None)
+        if kind in SCORER_KINDS:  # BLIP and FLAVA: own modules, ITM and ITC heads (docs/scorers-and-classification.md)
+            module, _, name = SCORER_KINDS[kind].partition(":")
+            return getattr(importlib.import_module(module), name)(parsed, source=source, spec=spec,
+                                                                  weights=weights, device=device, lora=lora)
         if kind not in KINDS:
             raise UserError(f"model spec {spec!r}: model_type {kind!r} is not an embedding model this backend "
                             f"scores (known: {', '.join(sorted(KINDS))})")

@@ -10,7 +10,7 @@ import torch
 from PIL.Image import Image
 
 from densecaption.errors import UserError
-from densecaption.models.base import EmbeddingModel, autocast, batched
+from densecaption.models.base import EmbeddingModel, autocast, batched, length_batches
 from densecaption.models.attention import split_attention
 from densecaption.models.lora import apply_lora
 from densecaption.models.registry import ModelSpec
@@ -48,13 +48,17 @@ class OpenClipModel(EmbeddingModel):
     def text_embeds(self, net, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
         return net.encode_text(tokens["text"], normalize=True)
 
-    @torch.inference_mode()
     def encode_images(self, images: Sequence[Image]) -> torch.Tensor:
+        return self.encode_pixels(self.pixel_values(images) if len(images) else torch.empty(0))
+
+    @torch.inference_mode()
+    def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Features of already preprocessed images (``pixel_values``, e.g. made in loader workers)."""
         out = [torch.empty(0, self.embed_dim)]
-        for batch in batched(images, self.batch_size):
-            pixels = self.pixel_values(batch).to(self.device)
+        for start in range(0, len(pixels), self.batch_size):
+            batch = pixels[start:start + self.batch_size].to(self.device, non_blocking=True)
             with autocast(self.device):
-                out.append(self.model.encode_image(pixels, normalize=True).float().cpu())
+                out.append(self.model.encode_image(batch, normalize=True).float().cpu())
         return torch.cat(out)
 
     def count_tokens(self, text: str) -> int | None:
@@ -64,15 +68,65 @@ class OpenClipModel(EmbeddingModel):
 
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        encode = getattr(self.tokenizer, "encode", None)
+        if not self.sort_texts or encode is None or getattr(self.tokenizer, "reduction_fn", None) is not None:
+            return self._encode_texts_in_order(list(texts))
+        # CLIP's BPE, tokenised once: the ids give the truncation count, the length order and the batches.
+        ctx, sot, eot = self.context_length, self.tokenizer.sot_token_id, self.tokenizer.eot_token_id
+        rows = [[sot, *encode(t), eot] for t in texts]
+        self.truncated_texts += sum(len(r) > ctx for r in rows)
+        rows = [r if len(r) <= ctx else [*r[:ctx - 1], eot] for r in rows]  # the tokenizer's own cut
+        self.text_token_floor += sum(map(len, rows))
+        trim = trimmable(self.model)
+        out = torch.empty(len(rows), self.embed_dim)
+        for batch in length_batches([len(r) for r in rows], self.batch_size):
+            tokens = torch.zeros(len(batch), max(len(rows[i]) for i in batch) if trim else ctx, dtype=torch.long)
+            for j, i in enumerate(batch):
+                tokens[j, :len(rows[i])] = torch.tensor(rows[i])
+            self.encoded_text_tokens += tokens.numel()
+            with autocast(self.device):
+                features = (encode_text_trimmed(self.model, tokens.to(self.device)) if trim
+                            else self.model.encode_text(tokens.to(self.device), normalize=True))
+            out[batch] = features.float().cpu()
+        return out
+
+    def _encode_texts_in_order(self, texts: list[str]) -> torch.Tensor:
+        """Batches in the given order, each padded to the full context (the path before length sorting)."""
         out = [torch.empty(0, self.embed_dim)]
         encode = getattr(self.tokenizer, "encode", None)
-        for batch in batched(list(texts), self.batch_size):
+        for batch in batched(texts, self.batch_size):
             if encode is not None:  # CLIP's BPE: count what the tokenizer is about to cut
-                self.truncated_texts += sum(len(encode(t)) + 2 > self.context_length for t in batch)
+                lengths = [len(encode(t)) + 2 for t in batch]
+                self.truncated_texts += sum(n > self.context_length for n in lengths)
+                self.text_token_floor += sum(min(n, self.context_length) for n in lengths)
             tokens = self.tokenizer(batch).to(self.device)
+            self.encoded_text_tokens += tokens.numel()
             with autocast(self.device):
                 out.append(self.model.encode_text(tokens, normalize=True).float().cpu())
         return torch.cat(out)
+
+
+def trimmable(net) -> bool:
+    """Whether ``net`` is an open_clip CLIP whose text tower reads its end token through a causal mask (argmax
+    pooling): then columns after the longest text of a batch change nothing and can be left out."""
+    import open_clip
+
+    return (isinstance(net, open_clip.CLIP) and getattr(net, "text_pool_type", None) == "argmax"
+            and getattr(net, "attn_mask", None) is not None)
+
+
+def encode_text_trimmed(net, tokens: torch.Tensor) -> torch.Tensor:
+    """open_clip's ``encode_text`` on a batch cut to its longest text: the position table and the causal mask
+    are sliced to the batch's width (docs/speed.md)."""
+    from open_clip.transformer import text_global_pool
+
+    width = tokens.shape[1]
+    cast = net.transformer.get_cast_dtype()
+    x = net.token_embedding(tokens).to(cast) + net.positional_embedding[:width].to(cast)
+    x = net.ln_final(net.transformer(x, attn_mask=net.attn_mask[:width, :width]))
+    x = text_global_pool(x, tokens, net.text_pool_type, eos_token_id=getattr(net, "text_eos_id", None))
+    x = net.text_projection(x) if isinstance(net.text_projection, torch.nn.Linear) else x @ net.text_projection
+    return torch.nn.functional.normalize(x, dim=-1)
 
 
 def load_open_clip(parsed: ModelSpec, *, spec: str, device: str, lora: str | None = None) -> OpenClipModel:

@@ -94,6 +94,26 @@ def write_llama(arch: str, out: Path, *, seed: int = 0, tiny: bool = True) -> Pa
     return init_random_lm(out, seed=seed)
 
 
+@RANDOM_MODELS.register("blip-itm", backend="hf", any_arch=False, always_tiny=True, usage="hf:{out}",
+                        model_spec="hf:{out}",
+                        summary="tiny BLIP image-text matching model with a test tokenizer (hf:OUT scores with its "
+                                "ITM head, hf:OUT#head=itc with its contrastive head)")
+def write_blip_itm(arch: str, out: Path, *, seed: int = 0, tiny: bool = True) -> Path:
+    from densecaption.models.tiny_scorers import init_random_blip_itm
+
+    return init_random_blip_itm(out, seed=seed)
+
+
+@RANDOM_MODELS.register("flava", backend="hf", any_arch=False, always_tiny=True, usage="hf:{out}",
+                        model_spec="hf:{out}",
+                        summary="tiny FLAVA with a test tokenizer (hf:OUT scores contrastively, hf:OUT#head=itm "
+                                "with its image-text matching head)")
+def write_flava(arch: str, out: Path, *, seed: int = 0, tiny: bool = True) -> Path:
+    from densecaption.models.tiny_scorers import init_random_flava
+
+    return init_random_flava(out, seed=seed)
+
+
 def write_pipeline(family: str, arch: str, out: Path, *, seed: int = 0, tiny: bool = True) -> Path:
     """Write the tiny random pipeline of a text-to-image family."""
     from densecaption.t2i.pipelines import init_random_pipeline

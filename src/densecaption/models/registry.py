@@ -22,7 +22,8 @@ BACKENDS.register("open_clip", "densecaption.models.open_clip_backend:load_open_
                   spec="open_clip:ARCH[:TAG|FILE], open_clip:local-dir:DIR, open_clip:long-clip:FILE",
                   embedding=True)
 BACKENDS.register("hf", "densecaption.models.hf_backend:load_hf",
-                  summary="transformers CLIP-style dual encoders (CLIP, SigLIP) from a hub id or folder",
+                  summary="transformers CLIP-style dual encoders (CLIP, SigLIP) from a hub id or folder; BLIP "
+                          "retrieval and FLAVA models as image-text scorers (hf:ID_OR_DIR#head=itm or itc)",
                   spec="hf:ID_OR_DIR", embedding=True)
 BACKENDS.register("lm", "densecaption.models.lm_backend:load_lm",
                   summary="text-only language prior: a causal LM's mean token log-likelihood (ignores images)",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
@@ -14,7 +14,11 @@ from densecaption.data.dci import DCIDataset
 from densecaption.data.findings import SkipLog
 from densecaption.data.schema import Box
 from densecaption.data.sdci import EntryFilter, records_with_sizes, sdci_entries
+from densecaption.data.subcrop import CropKey
 from densecaption.seeding import keyed_rng
+
+if TYPE_CHECKING:
+    from densecaption.evaluation.crop_cache import CropCache
 
 Captions = Literal["first", "pick1", "pickN"]
 PHOTO_CACHE = 16
@@ -76,8 +80,10 @@ class EntryDataset(torch.utils.data.Dataset):
     (seed, epoch, index), so a resumed run sees exactly what an uninterrupted one would."""
 
     def __init__(self, entries: list[TrainEntry], backend, *, captions: Captions = "first", n: int = 1,
-                 seed: int = 0):
+                 seed: int = 0, crop_cache: CropCache | None = None):
         self.entries, self.backend, self.captions, self.n, self.seed = entries, backend, captions, n, seed
+        self.crop_cache = crop_cache
+        """Read each entry's crop, already resized, from this cache instead of decoding its full photo."""
         self.epoch = 0
         self._photos: dict[Path, object] = {}  # a few decoded photos per worker: crops of one image repeat
 
@@ -98,10 +104,16 @@ class EntryDataset(torch.utils.data.Dataset):
                 self._photos[path] = im.convert("RGB")
         return self._photos[path]
 
+    def crop_key(self, i: int) -> CropKey:
+        return CropKey(self.entries[i].photo, self.entries[i].crop)
+
     def __getitem__(self, i: int) -> dict:
         entry = self.entries[i]
         rng = keyed_rng(self.seed, self.epoch, i)
-        crop = self.photo(entry.photo).crop((entry.crop.x0, entry.crop.y0, entry.crop.x1, entry.crop.y1))
+        if self.crop_cache is not None:
+            crop = self.crop_cache.image(self.crop_key(i))
+        else:
+            crop = self.photo(entry.photo).crop((entry.crop.x0, entry.crop.y0, entry.crop.x1, entry.crop.y1))
         return {"pixels": self.backend.pixel_values([crop])[0],
                 "positives": choose_captions(entry, self.captions, self.n, rng),
                 "negative": rng.choice(entry.negatives)}

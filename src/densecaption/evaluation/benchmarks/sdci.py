@@ -24,6 +24,7 @@ class SDCI(Benchmark):
     """The six sDCI tests (All SCM, All Neg, Pick5 SCM, Pick5 Neg, Base Neg, All Hard-Negs)."""
 
     name = "sdci"
+    uses_crop_cache = True
     title = "sDCI"
     config_class = SdciConfig
     metrics = tuple(Metric(m, PAPER_NAMES[m]) for m in METRICS)
@@ -45,7 +46,8 @@ class SDCI(Benchmark):
         from densecaption.evaluation.features import FeatureStore
         from densecaption.evaluation.sdci import evaluate_sdci
 
-        store = FeatureStore(model, num_workers=context.workers, cache_dir=context.cache_dir)
+        store = FeatureStore(model, num_workers=context.workers, cache_dir=context.cache_dir,
+                             crop_cache=context.crop_cache_for(model))
         result = evaluate_sdci(data.handle, model, split=data.split, config=config, skip=context.skip, store=store,
                                progress=context.progress)
         if not any(result.counts.values()):

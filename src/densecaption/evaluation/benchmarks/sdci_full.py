@@ -123,6 +123,7 @@ class SDCIFull(Benchmark):
     SCM within images and in flat batches, retrieval and a length breakdown, each beside the summaries."""
 
     name = "sdci-full"
+    uses_crop_cache = True
     title = "sDCI-full"
     config_class = SdciFullConfig
     metrics = METRICS
@@ -183,7 +184,8 @@ def encode(model, entries: list[FullEntry], context: RunContext, *, pool: str):
     chunk_strings = list(dict.fromkeys(c for cs in chunk_lists for c in cs))
     chunk_index = {c: i for i, c in enumerate(chunk_strings)}
     crops = list(dict.fromkeys(e.crop for e in entries))
-    store = FeatureStore(model, num_workers=context.workers, cache_dir=context.cache_dir)
+    store = FeatureStore(model, num_workers=context.workers, cache_dir=context.cache_dir,
+                         crop_cache=context.crop_cache_for(model))
     images, features = store.encode(crops, chunk_strings, context.progress("encoding", len(crops) + len(chunk_strings)))
     scorer = TextScorer(model, images, features, [[chunk_index[c] for c in cs] for cs in chunk_lists], pool)
     return scorer, store, len(chunk_strings)
