@@ -92,3 +92,19 @@ def naive_sdci(dataset: DCIDataset, model: CountingModel, split: str = "test", b
         out[subrun] = (100.0 * scm / n if n else float("nan"), 100.0 * neg / n if n else float("nan"), n)
     return {"all_scm": out["all"][0], "all_neg": out["all"][1], "pick5_scm": out["pick5"][0],
             "pick5_neg": out["pick5"][1], "base_neg": out["base"][1], "all_hard_negs": out["hard"][1]}
+
+
+class PreviousImages:
+    """The model without ``encode_pixels``: the store sends PIL crops through ``encode_images`` as before."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def encode_images(self, images):
+        return self.model.encode_images(images)
+
+    def encode_texts(self, texts):
+        return self.model.encode_texts(texts)
+
+    def similarity(self, a, b):
+        return self.model.similarity(a, b)

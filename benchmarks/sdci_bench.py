@@ -23,27 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.naive_sdci import CountingModel, naive_sdci  # noqa: E402
+from benchmarks.naive_sdci import CountingModel, PreviousImages, naive_sdci  # noqa: E402
 from densecaption.data.dci import DCIDataset  # noqa: E402
 from densecaption.evaluation.features import FeatureStore  # noqa: E402
 from densecaption.evaluation.sdci import evaluate_sdci  # noqa: E402
 from densecaption.models.registry import load_model  # noqa: E402
-
-
-class PreviousImages:
-    """The model without ``encode_pixels``: the store sends PIL crops through ``encode_images`` as before."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def encode_images(self, images):
-        return self.model.encode_images(images)
-
-    def encode_texts(self, texts):
-        return self.model.encode_texts(texts)
-
-    def similarity(self, a, b):
-        return self.model.similarity(a, b)
 
 
 def run_store(dataset, model, scorer, args, *, sort_texts: bool, crop_cache=None) -> dict:

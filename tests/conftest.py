@@ -88,3 +88,20 @@ def write_dataset(root: Path, docs: dict[str, dict], splits: dict | None = None,
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
     return write_dataset(tmp_path, {"1-data.json": make_doc()})
+
+
+@pytest.fixture(scope="module", params=["open_clip", "hf"])
+def tiny_clip_each(request, tmp_path_factory):
+    """A tiny random CLIP of each backend (open_clip, transformers), written by ``models init-random`` and
+    loaded back through ``load_model``: tests that must hold for both take it."""
+    from typer.testing import CliRunner
+
+    from densecaption.cli import build_app
+    from densecaption.models.registry import load_model
+
+    out = tmp_path_factory.mktemp(request.param)
+    result = CliRunner().invoke(build_app(), ["models", "init-random", "ViT-B-32", str(out), "--tiny",
+                                              "--backend", request.param])
+    assert result.exit_code == 0, result.output
+    prefix = "open_clip:local-dir:" if request.param == "open_clip" else "hf:"
+    return load_model(prefix + str(out), device="cpu")

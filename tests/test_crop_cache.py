@@ -14,18 +14,12 @@ from densecaption.data.findings import SkipLog
 from densecaption.evaluation.crop_cache import CropCache
 from densecaption.evaluation.features import FeatureStore
 from densecaption.evaluation.sdci import SdciConfig, collect_items, evaluate_sdci
-from densecaption.models.registry import load_model
 from densecaption.training.data import EntryDataset, load_entries
 
 
-@pytest.fixture(scope="module", params=["open_clip", "hf"])
-def model(request, tmp_path_factory):
-    out = tmp_path_factory.mktemp(request.param)
-    result = CliRunner().invoke(build_app(), ["models", "init-random", "ViT-B-32", str(out), "--tiny",
-                                              "--backend", request.param])
-    assert result.exit_code == 0, result.output
-    prefix = "open_clip:local-dir:" if request.param == "open_clip" else "hf:"
-    return load_model(prefix + str(out), device="cpu")
+@pytest.fixture(scope="module")
+def model(tiny_clip_each):
+    return tiny_clip_each
 
 
 @pytest.fixture(scope="module")

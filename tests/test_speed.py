@@ -5,40 +5,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from densecaption.cli import build_app
+from benchmarks.naive_sdci import PreviousImages
 from densecaption.data.dci import DCIDataset
 from densecaption.evaluation.features import FeatureStore
 from densecaption.evaluation.sdci import evaluate_sdci
 from densecaption.models.base import length_batches
-from densecaption.models.registry import load_model
 
 
-@pytest.fixture(scope="module", params=["open_clip", "hf"])
-def model(request, tmp_path_factory):
-    out = tmp_path_factory.mktemp(request.param)
-    result = CliRunner().invoke(build_app(), ["models", "init-random", "ViT-B-32", str(out), "--tiny",
-                                              "--backend", request.param])
-    assert result.exit_code == 0, result.output
-    prefix = "open_clip:local-dir:" if request.param == "open_clip" else "hf:"
-    return load_model(prefix + str(out), device="cpu")
-
-
-class PlainImages:
-    """Hides ``encode_pixels``, so the store sends PIL crops through ``encode_images`` (the previous path)."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def encode_images(self, images):
-        return self.model.encode_images(images)
-
-    def encode_texts(self, texts):
-        return self.model.encode_texts(texts)
-
-    def similarity(self, a, b):
-        return self.model.similarity(a, b)
+@pytest.fixture(scope="module")
+def model(tiny_clip_each):
+    return tiny_clip_each
 
 
 def test_length_batches_sort_stably_and_cut_to_size_and_slack():
@@ -82,7 +59,7 @@ def test_six_numbers_equal_the_plain_path(model):
     fast = evaluate_sdci(ds, model, store=fast_store)
     model.sort_texts = False
     try:
-        plain = evaluate_sdci(ds, PlainImages(model))
+        plain = evaluate_sdci(ds, PreviousImages(model))
     finally:
         model.sort_texts = True
     assert fast.metrics == plain.metrics
@@ -99,5 +76,5 @@ def test_worker_preprocessing_gives_the_same_features(model):
 
     crops = [CropKey(photo, Box(0, 0, 120, 90)), CropKey(photo, Box(10, 20, 60, 200))]
     tensors = FeatureStore(model, num_workers=1).encode(crops, ["cat"])[0]
-    plain = FeatureStore(PlainImages(model)).encode(crops, ["cat"])[0]
+    plain = FeatureStore(PreviousImages(model)).encode(crops, ["cat"])[0]
     torch.testing.assert_close(tensors, plain, rtol=0, atol=1e-5)
