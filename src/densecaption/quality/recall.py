@@ -67,10 +67,10 @@ def summarise_recall(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def load_nlp(model: str | None = None) -> tuple[Any, str]:
-    """The spaCy pipeline and the name of the one actually loaded (the rule-based negatives' loader)."""
-    from densecaption.generation.rules import DEFAULT_SPACY_MODEL, _load_spacy
+    """The spaCy pipeline and the name of the one actually loaded (``language.load_spacy``)."""
+    from densecaption.language import DEFAULT_SPACY_MODEL, load_spacy
 
-    return _load_spacy(model or DEFAULT_SPACY_MODEL)
+    return load_spacy(model or DEFAULT_SPACY_MODEL)
 
 
 def fmt(value: float | None, digits: int = 2) -> str:

@@ -100,9 +100,9 @@ class ModelPool:
         return self._get("clip", lambda: load_clip(self.settings.clip_model, device=self.device))
 
     def nlp(self):
-        from densecaption.generation.rules import _load_spacy
+        from densecaption.language import load_spacy
 
-        return self._get("nlp", lambda: _load_spacy(self.settings.spacy_model))
+        return self._get("nlp", lambda: load_spacy(self.settings.spacy_model))
 
     @property
     def spacy_loaded(self) -> str | None:
