@@ -21,6 +21,7 @@ from PIL.Image import Image
 
 from densecaption.errors import UserError
 from densecaption.models.base import EmbeddingModel, ImageTextModel, autocast, batched
+from densecaption.models.hf_backend import rgb_pixel_values
 from densecaption.models.registry import ModelSpec
 
 HEADS = ("itm", "itc")
@@ -51,15 +52,21 @@ class TokenIdsMixin:
         return len(self.tokenizer(text, verbose=False)["input_ids"])
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        lengths = self.tokenizer(list(texts), verbose=False)["input_ids"]
-        self.truncated_texts += sum(len(ids) > self.context_length for ids in lengths)
-        tokens = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.context_length,
-                                return_tensors="pt")
+        """Tokenised once; only texts over the window are tokenised again, with the tokenizer's own truncation
+        (which keeps the end token), then all are padded to the longest."""
+        texts = list(texts)
+        ids = self.tokenizer(texts, verbose=False)["input_ids"]
+        long = [i for i, row in enumerate(ids) if len(row) > self.context_length]
+        self.truncated_texts += len(long)
+        if long:
+            cut = self.tokenizer([texts[i] for i in long], truncation=True, max_length=self.context_length)
+            for i, row in zip(long, cut["input_ids"]):
+                ids[i] = row
+        tokens = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
         return {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
 
     def pixel_values(self, images: Sequence[Image]) -> torch.Tensor:
-        rgb = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
-        return self.image_processor(images=rgb, return_tensors="pt")["pixel_values"]
+        return rgb_pixel_values(self.image_processor, images)
 
 
 class PairwiseScorer(TokenIdsMixin, ImageTextModel):

@@ -59,8 +59,7 @@ class HFEmbeddingModel(EmbeddingModel):
         """transformers' attention already has separate projections: nothing to do."""
 
     def pixel_values(self, images: Sequence[Image]) -> torch.Tensor:
-        rgb = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
-        return self.image_processor(images=rgb, return_tensors="pt")["pixel_values"]
+        return rgb_pixel_values(self.image_processor, images)
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Model inputs for ``texts``, truncated to the model's context (SigLIP: full-length, no mask)."""
@@ -276,3 +275,9 @@ def clip_processor(folder: Path, *, image_size: int = 224, context_length: int =
                                          image_mean=list(open_clip.OPENAI_DATASET_MEAN),
                                          image_std=list(open_clip.OPENAI_DATASET_STD))
     return CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+def rgb_pixel_values(image_processor, images: Sequence[Image]) -> torch.Tensor:
+    """``pixel_values`` of ``images`` converted to RGB first (photos may be L, RGBA or P)."""
+    rgb = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
+    return image_processor(images=rgb, return_tensors="pt")["pixel_values"]
