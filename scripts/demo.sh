@@ -131,34 +131,12 @@ print(f"sdci via densecaption.evaluate: All SCM {result.metrics['all_scm']:.2f} 
       f"{result.counts['all_scm']} entries (weights: {result.weights})")
 PY
 
-step "12. Text-to-image: LoRA on two caption sets, images on T2I-CompBench prompts, scores, Table 2 (all tiny random)"
-# Prompts: the first two of each official file when ../shared/data is beside the clone, else our own examples.
-CB="$OUT/compbench-prompts"
-mkdir -p "$CB"
-for c in color shape texture spatial non_spatial; do
-  if [ -f ../shared/data/t2i-compbench/${c}_val.txt ]; then
-    head -n 2 ../shared/data/t2i-compbench/${c}_val.txt > "$CB/${c}_val.txt"
-  fi
-done
-[ -f "$CB/color_val.txt" ] || printf 'a green bench and a blue bowl\na red car and a yellow flower\n' > "$CB/color_val.txt"
-[ -f "$CB/shape_val.txt" ] || printf 'a round clock and a square table\na triangular sign\n' > "$CB/shape_val.txt"
-[ -f "$CB/texture_val.txt" ] || printf 'a fluffy towel and a metallic spoon\na wooden chair\n' > "$CB/texture_val.txt"
-[ -f "$CB/spatial_val.txt" ] || printf 'a dog on the left of a cat\na lamp on the top of a desk\n' > "$CB/spatial_val.txt"
-[ -f "$CB/non_spatial_val.txt" ] || printf 'a man is riding a bicycle\na woman is reading a book\n' > "$CB/non_spatial_val.txt"
-[ -f "$OUT/tiny-pixart/model_index.json" ] || $DC models init-random pixart-alpha "$OUT/tiny-pixart" --backend diffusers
-[ -f "$OUT/tiny-blip/config.json" ] || $DC models init-random blip-vqa "$OUT/tiny-blip" --backend hf
-[ -f "$OUT/tiny-owl/config.json" ] || $DC models init-random owlvit "$OUT/tiny-owl" --backend hf
-rm -rf "$OUT/t2i"
-for point in p0_k0 p1_k3; do
-  $DC train t2i --captions "$OUT/sets/grid/$point" --model "$OUT/tiny-pixart" --out "$OUT/t2i/train-$point" \
-    --epochs 2 --batch-size 4 --validation-steps 2
-  $DC t2i generate --model "$OUT/tiny-pixart" --lora "$OUT/t2i/train-$point/lora" --compbench-dir "$CB" \
-    --category color --category shape --category texture --category spatial --category non_spatial \
-    --out "$OUT/t2i/images-$point" --images-per-prompt 2 --steps 4 --height 64 --width 64
-  $DC t2i compbench --images "$OUT/t2i/images-$point" --out "$OUT/t2i/scores" --vqa-model "$OUT/tiny-blip" \
-    --detector "owlvit:$OUT/tiny-owl" --clip-model "open_clip:local-dir:$OUT/tiny-clip"
-done
-$DC report t2i "$OUT/t2i/scores" --heatmap "$OUT/t2i/table2-heatmap.png"
+step "12. Text-to-image as a recipe: Captions4T2I Table 2 (20 caption sets -> 20 PixArt-alpha LoRAs -> T2I-CompBench), all tiny random"
+# The recipe runs compose grid, train t2i, t2i generate and t2i compbench per cell, then report t2i; a second
+# run finds every step done (same inputs and settings) and only prints the report again.
+$DC ls recipes
+$DC run c4t2i-table2 --scale demo --out "$OUT/runs/c4t2i-table2"
+$DC run c4t2i-table2 --scale demo --out "$OUT/runs/c4t2i-table2" --dry-run | tail -n 4
 
 step "13. Masks: a mask tree from SAM-format masks, drawn by data show"
 # SA-1B-format records (COCO RLE) for two sample photos, made from the sample's own masks, then the tree step.
@@ -223,5 +201,10 @@ first = records[0]
 print(f"{len(records)} records ({', '.join(records.column_names)}), {len(entries)} sDCI entries; "
       f"{first['file']}: {first['image'].size[0]}x{first['image'].size[1]} photo, {len(first['masks'])} masks (RLE)")
 PY
+
+step "16. The other paper tables as recipes (demo variants: tiny random models on the sample)"
+$DC run dci-table2 --scale demo --out "$OUT/runs/dci-table2"
+$DC run c4t2i-table3 --scale demo --out "$OUT/runs/c4t2i-table3"
+$DC run dci-table3 --scale demo --out "$OUT/runs/dci-table3"
 
 printf '\nDemo outputs are in %s/\n' "$OUT"

@@ -15,6 +15,18 @@ from densecaption.data.schema import encode_mask_png
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+def pytest_configure(config) -> None:
+    """Under pytest-xdist, share the cores out between the workers: each one's torch would otherwise start a
+    thread per core, and N workers x all cores threads run slower than one thread each."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
+    if workers > 1:
+        import torch
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        torch.set_num_threads(threads)
+
+
 def shared_data_or_skip(*parts: str) -> Path:
     """A path under ../shared/data; skip when it is absent (a user's clone), but never in CI."""
     path = SHARED_DATA.joinpath(*parts)

@@ -230,6 +230,22 @@ def _commands(i: Inputs, tiny: str, llm: str) -> dict[str, list[object]]:
 COMMANDS = list(_commands(Inputs(*[Path()] * 5), "", ""))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def parsers_read_once():
+    """`generate negatives --rules` runs once per broken input and would read WordNet (about 10 s) and load
+    spaCy each time; the sweep breaks neither, so each is read once for the module (the real loaders, cached)."""
+    import functools
+
+    from densecaption import language
+    from densecaption.generation import rules
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(rules, "_load_wordnet", functools.lru_cache(maxsize=None)(rules._load_wordnet))
+    patch.setattr(language, "_spacy_load", functools.lru_cache(maxsize=None)(language._spacy_load))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="module")
 def llm():
     with FakeChatServer(fake_llm) as server:

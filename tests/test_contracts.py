@@ -195,3 +195,20 @@ def test_plugin_group_imports_and_is_not_empty(group):
     for entry in registry.entries():
         assert entry.summary, f"{group} {entry.name!r} has no summary"
         assert registry.get(entry.name) is not None
+
+
+@pytest.mark.parametrize("name", plugin_points().get("recipes").names())
+def test_shipped_recipe_validates_in_every_scale(name, tmp_path):
+    from densecaption.recipes.catalog import find_recipe
+    from densecaption.recipes.commands import command_tree
+    from densecaption.recipes.plan import make_plan
+    from densecaption.recipes.schema import load_recipe
+
+    path, stem = find_recipe(name)
+    recipe = load_recipe(path, expect_name=stem)  # its name equals its file name
+    assert recipe.name == name and recipe.title and recipe.full.get("hardware") and recipe.full.get("time")
+    tree = command_tree()
+    for scale in ("full", "demo"):  # the published settings and the small variant on the sample
+        assert scale in recipe.scale_names()
+        plan = make_plan(recipe, scale, {}, tmp_path / scale, root=tree)
+        assert plan.steps and all(p.status == "run" for p in plan.steps)

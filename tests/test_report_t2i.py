@@ -53,6 +53,20 @@ def test_average_needs_all_five_categories_and_repeats_are_averaged():
     assert cell.average() == pytest.approx((0.5 * 4 + 0.3) / 5)
 
 
+def test_each_category_has_its_own_prompts_but_one_category_never_mixes_two_prompt_files():
+    from densecaption.errors import UserError
+
+    def on(category, score, sha):
+        r = result(category, score, point=(0.5, 2))
+        r["lineage"]["prompts"] = {"file": f"{category}_val.txt", "sha256": sha}
+        return r
+    # five categories, five prompt files: one cell, its average (0.1 + 0.2 + 0.3 + 0.4 + 0.5) / 5 = 0.3
+    cells = collect([on(c, 0.1 * (n + 1), f"{n}" * 64) for n, c in enumerate(AVERAGED)])
+    assert len(cells) == 1 and cells[0].average() == pytest.approx(0.3)
+    with pytest.raises(UserError, match="color scores of one cell .* different prompt files"):
+        collect([on("color", 0.1, "a" * 64), on("color", 0.3, "b" * 64)])
+
+
 def test_runs_without_caption_set_get_their_own_rows():
     results = grid_results() + [result("color", 0.7), result("color", 0.9, lora="elsewhere")]
     cells = collect(results)

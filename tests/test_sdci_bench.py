@@ -19,6 +19,7 @@ from densecaption.evaluation.features import FeatureStore
 from densecaption.evaluation.results import read_results, result_name, slug, write_result
 from densecaption.evaluation.sdci import METRICS, SdciConfig, evaluate_sdci
 from densecaption.models.registry import load_model
+from tests.http_files import closed_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -159,8 +160,10 @@ def test_two_processes_under_accelerate_match_one(tiny, tmp_path):
                             capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert single.returncode == 0, single.stderr
     # on a machine without GPUs, --multi_gpu starts torchrun and the processes group over gloo
+    # a port of its own: torchrun's default (29500) clashes with another file's run under pytest-xdist
     double = subprocess.run([str(launcher), "launch", "--num_processes", "2", "--num_machines", "1", "--multi_gpu",
-                             "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "densecaption", *common,
+                             "--mixed_precision", "no", "--dynamo_backend", "no",
+                             "--main_process_port", str(closed_port()), "-m", "densecaption", *common,
                              "--out", str(tmp_path / "two")], capture_output=True, text=True, env=env, cwd=ROOT,
                             timeout=300)
     assert double.returncode == 0, double.stderr[-3000:]

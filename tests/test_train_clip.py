@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from densecaption.cli import build_app
 from densecaption.training.clip import ClipTrainConfig, train_clip
+from tests.http_files import closed_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,9 +103,17 @@ def test_kill_and_resume_ends_with_the_same_weights(tiny, tmp_path):
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tiny, tmp_path):
+    missing = tmp_path / "checkpoints" / "step-0000009"
     result = CliRunner().invoke(build_app(), ["train", "clip", "--data", "sample", "--model", tiny, "--out",
-                                              str(tmp_path), "--resume", "latest"])
+                                              str(tmp_path), "--resume", str(missing)])
     assert result.exit_code == 2 and "no complete checkpoint" in result.output
+    # 'latest' with no complete checkpoint yet (killed before the first one) starts over instead
+    from densecaption.training.run_state import STATE_FILE, nothing_to_resume
+    assert nothing_to_resume(tmp_path, "latest") and not nothing_to_resume(tmp_path, None)
+    missing.mkdir(parents=True)
+    assert nothing_to_resume(tmp_path, "latest")  # a checkpoint folder without its state file is not complete
+    (missing / STATE_FILE).write_text("{}")
+    assert not nothing_to_resume(tmp_path, "latest")
     bad = CliRunner().invoke(build_app(), ["train", "clip", "--data", "sample", "--model", tiny, "--out",
                                            str(tmp_path), "--batching", "shuffle"])
     assert bad.exit_code == 2 and "--batching 'shuffle'" in bad.output
@@ -112,7 +121,8 @@ def test_resume_without_checkpoint_is_a_clear_error(tiny, tmp_path):
 
 def test_two_processes_and_the_adapter_in_bench(tiny, tmp_path):
     launcher = [str(Path(sys.executable).parent / "accelerate"), "launch", "--num_processes", "2",
-                "--num_machines", "1", "--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no"]
+                "--num_machines", "1", "--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no",
+                "--main_process_port", str(closed_port())]  # not torchrun's default 29500: files run in parallel
     result = _cli("--data", "sample", "--model", tiny, "--epochs", "1", "--batch-size", "2", "--batching",
                   "imggroup", "--out", str(tmp_path / "run"), launcher=launcher)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -24,6 +24,7 @@ _GROUPS: dict[str, tuple[str, str]] = {
     "categories": ("densecaption.evaluation.compbench.prompts:CATEGORIES", "T2I-CompBench prompt categories"),
     "random-models": ("densecaption.models.random_init:RANDOM_MODELS",
                       "random-initialised models that `models init-random` writes"),
+    "recipes": ("densecaption.recipes.catalog:RECIPES", "shipped recipes that `densecaption run NAME` runs"),
 }
 
 

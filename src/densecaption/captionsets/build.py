@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from densecaption.captionsets.compose import CaptionSetConfig, compose_set
-from densecaption.captionsets.export import GRID_KIND, MANIFEST, prepare_out, read_manifest, set_outputs, \
+from densecaption.captionsets.export import GRID_KIND, MANIFEST, image_set, prepare_out, read_manifest, set_outputs, \
     write_grid_manifest, write_set
 from densecaption.captionsets.source import Prepared, prepare_dataset
 from densecaption.captionsets.tokens import TextTokenizer, token_report
@@ -45,11 +45,31 @@ def data_info(dataset: DCIDataset, split: str | None) -> dict[str, Any]:
 
 
 def write_one(prepared: Prepared, config: CaptionSetConfig, out: Path, formats: Sequence[str], data: dict[str, Any],
-              tokenizers: Sequence[TextTokenizer], overwrite: bool) -> dict[str, Any]:
+              tokenizers: Sequence[TextTokenizer], overwrite: bool,
+              images: dict[str, Any] | None = None) -> dict[str, Any]:
     cset = compose_set(prepared.images, config)
     cset.unusable = dict(prepared.unusable)
     return write_set(cset, out, formats, data=data, tokens=token_report(cset.captions, tokenizers),
-                     overwrite=overwrite)
+                     overwrite=overwrite, images=images)
+
+
+def grid_images(prepared: Prepared, submasks: Sequence[int], short: str) -> tuple[Prepared, dict[str, Any]]:
+    """The one image set every cell of a grid holds, chosen before any cell is composed, so cells differ only
+    in their captions (recall is not confounded with which images a cell has). ``skip``: only images with at
+    least max(K) usable submasks; ``keep``: every image (short ones get fewer subcaptions in the larger-K
+    cells, as upstream). Returns the images kept and the record of the choice (rule, dropped with reasons)."""
+    need = max(submasks) if short == "skip" else 0
+    kept = [img for img in prepared.images if len(img.submasks) >= need]
+    dropped = [{"file": img.file, "photo": img.photo,
+                "reason": f"{len(img.submasks)} usable submasks, fewer than max(K) = {need}"}
+               for img in prepared.images if len(img.submasks) < need]
+    if not kept:
+        raise UserError(f"no image has {need} usable submasks (the grid's largest K): every cell would be empty; "
+                        "use smaller --submasks or --short keep")
+    record = {"rule": f"images with at least {need} usable submasks (max K, --short skip)" if short == "skip"
+              else "every image (--short keep)", "min_submasks": need, **image_set(img.photo for img in kept),
+              "dropped": dropped}
+    return replace(prepared, images=kept), record
 
 
 def _plain(value: Any) -> Any:
@@ -70,15 +90,17 @@ def _data_identity(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def set_identity(config: CaptionSetConfig, formats: Sequence[str], tokenizers: Sequence[TextTokenizer],
-                 data: dict[str, Any]) -> dict[str, Any]:
-    """What decides a set folder's content, as its manifest records it (see ``_manifest_identity``)."""
+                 data: dict[str, Any], min_submasks: int | None = None) -> dict[str, Any]:
+    """What decides a set folder's content, as its manifest records it (see ``_manifest_identity``);
+    ``min_submasks``: a grid's image rule."""
     return _plain({**config.to_dict(), "formats": sorted(formats), "tokenizers": [t.spec for t in tokenizers],
-                   **_data_identity(data)})
+                   "images min submasks": min_submasks, **_data_identity(data)})
 
 
 def _manifest_identity(manifest: dict[str, Any]) -> dict[str, Any]:
     return {**manifest.get("config", {}), "formats": sorted(manifest.get("files", {})),
             "tokenizers": [t.get("spec") for t in manifest.get("tokens", [])],
+            "images min submasks": (manifest.get("image_set") or {}).get("min_submasks"),
             **_data_identity(manifest.get("data", {}))}
 
 
@@ -153,21 +175,27 @@ def build_grid(dataset: DCIDataset, split: str | None, base: CaptionSetConfig, p
         _clear_grid(out)
     else:
         _check_grid(out, names, grid_identity(precisions, submasks, grid_config, data))
+    need = max(int(k) for k in submasks) if base.short == "skip" else 0
     kept = [name for name, c in zip(names, configs)
-            if complete_set(out / name, set_identity(c, formats, tokenizers, data))]
+            if complete_set(out / name, set_identity(c, formats, tokenizers, data, need))]
     for name in kept:
         if on_kept:
             on_kept(name)
     todo = [(name, c) for name, c in zip(names, configs) if name not in kept]
     written: dict[str, dict[str, Any]] = {}
+    images: dict[str, Any] | None = None
     if todo:
         tick = progress("reading records", len(dataset.files(split))) if progress else None
-        prepared = prepare_dataset(dataset, split, base, skip, tick)
+        prepared, images = grid_images(prepare_dataset(dataset, split, base, skip, tick), submasks, base.short)
         tick = progress("writing sets", len(todo)) if progress else None
         for name, c in todo:  # a set cut short has no manifest: its outputs are replaced
-            written[name] = write_one(prepared, c, out / name, formats, data, tokenizers, True)
+            written[name] = write_one(prepared, c, out / name, formats, data, tokenizers, True,
+                                      {"min_submasks": need, "rule": images["rule"], "dropped": images["dropped"]})
             if tick:
                 tick(1)
     sets = [(name, written[name] if name in written else read_manifest(out / name)) for name in names]
+    if images is None:  # every set kept from an earlier run: the choice is in their manifests
+        first = sets[0][1].get("image_set") or {}
+        images = {k: first.get(k) for k in ("rule", "min_submasks", "count", "sha256", "sha256_of", "dropped")}
     return write_grid_manifest(out, sets, config=grid_config, data=data, precisions=precisions,
-                               submasks=submasks)
+                               submasks=submasks, images=images)

@@ -13,6 +13,7 @@ so the same data, options and seed give byte-identical folders.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -62,7 +63,16 @@ def prepare_out(path: Path, overwrite: bool) -> None:
             shutil.rmtree(target) if target.is_dir() else target.unlink()
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
+def image_set(names: Iterable[str]) -> dict[str, Any]:
+    """How a set names its images: their count and the sha256 of their sorted names, one per line, so two
+    sets (or grid cells) hold the same images exactly when the records agree."""
+    ordered = sorted(set(names))
+    digest = hashlib.sha256("".join(n + "\n" for n in ordered).encode("utf-8")).hexdigest()
+    return {"count": len(ordered), "sha256": digest, "sha256_of": "sorted image names, one per line"}
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Hard-link ``src`` to ``dst`` (no copy of a photo), copying where links cannot be made."""
     if dst.exists():
         return
     try:
@@ -79,17 +89,19 @@ def _rows(cset: CaptionSet, image_of: dict[str, str]) -> list[dict[str, Any]]:
 
 
 def write_set(cset: CaptionSet, out: Path | str, formats: Sequence[str], *, data: dict[str, Any],
-              tokens: list[dict[str, Any]] | None = None, overwrite: bool = False) -> dict[str, Any]:
+              tokens: list[dict[str, Any]] | None = None, overwrite: bool = False,
+              images: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``cset`` under ``out`` in ``formats`` and its manifest (last); returns the manifest. An OS
-    error while writing is a one-line ``UserError`` naming the file."""
+    error while writing is a one-line ``UserError`` naming the file. ``images``: what a grid records about the
+    image set it chose for every cell (added to the set's own ``image_set``)."""
     out = Path(out)
     prepare_out(out, overwrite)
     with writing(out):
-        return _write_set(cset, out, formats, data, tokens)
+        return _write_set(cset, out, formats, data, tokens, images or {})
 
 
 def _write_set(cset: CaptionSet, out: Path, formats: Sequence[str], data: dict[str, Any],
-               tokens: list[dict[str, Any]] | None) -> dict[str, Any]:
+               tokens: list[dict[str, Any]] | None, images: dict[str, Any]) -> dict[str, Any]:
     files: dict[str, str] = {}
     image_of: dict[str, str] = {}
     if "folder" in formats:
@@ -99,7 +111,7 @@ def _write_set(cset: CaptionSet, out: Path, formats: Sequence[str], data: dict[s
         for c in cset.captions:
             if c.photo_path is None or not Path(c.photo_path).exists():
                 raise UserError(f"{c.file}: photo {c.photo!r} not found; cannot write the image folder")
-            _link_or_copy(Path(c.photo_path), folder / c.photo)
+            link_or_copy(Path(c.photo_path), folder / c.photo)
             image_of[c.image_id] = f"{IMAGES}/{c.photo}"
             lines.append(json.dumps({"file_name": c.photo, "text": c.text, "labels": c.labels,
                                      "image_id": c.image_id, "subcaptions": c.subcaptions, "short": c.short},
@@ -130,6 +142,7 @@ def _write_set(cset: CaptionSet, out: Path, formats: Sequence[str], data: dict[s
         "kind": KIND, "format_version": 1,
         "config": cset.config.to_dict(),
         "data": data,
+        "image_set": {**image_set(c.photo for c in cset.captions), **images},
         "counts": cset.counts(),
         "realised": cset.realised(),
         "tokens": tokens or [],
@@ -141,7 +154,8 @@ def _write_set(cset: CaptionSet, out: Path, formats: Sequence[str], data: dict[s
 
 
 def write_grid_manifest(out: Path | str, sets: Iterable[tuple[str, dict[str, Any]]], *, config: dict[str, Any],
-                        data: dict[str, Any], precisions: Sequence[float], submasks: Sequence[int]) -> dict[str, Any]:
+                        data: dict[str, Any], precisions: Sequence[float], submasks: Sequence[int],
+                        images: dict[str, Any] | None = None) -> dict[str, Any]:
     """One manifest over a grid's sets: each set's folder, parameters and realised precision/recall."""
     rows = []
     for name, m in sets:
@@ -150,9 +164,11 @@ def write_grid_manifest(out: Path | str, sets: Iterable[tuple[str, dict[str, Any
                      "captions": m["counts"]["captions"], "realised_precision": r["precision"]["set"],
                      "realised_precision_caption_mean": r["precision"]["mean"],
                      "realised_submasks_mean": r["recall"]["mean"], "short_kept": m["counts"]["short_kept"],
-                     "short_skipped": m["counts"]["short_skipped"]})
+                     "short_skipped": m["counts"]["short_skipped"],
+                     "image_set_sha256": (m.get("image_set") or {}).get("sha256")})
     manifest = {"kind": GRID_KIND, "format_version": 1, "precisions": list(precisions), "submasks": list(submasks),
-                "config": config, "data": data, "sets": rows, "versions": versions(PACKAGES)}
+                "config": config, "data": data, "image_set": images or {}, "sets": rows,
+                "versions": versions(PACKAGES)}
     with writing(out):
         atomic_write_text(Path(out) / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     return manifest

@@ -6,6 +6,7 @@ import typer
 
 from densecaption.cli import bench, caption, compose, data, generate, ls, models, quality, report, t2i, train
 from densecaption.cli import web
+from densecaption.cli import run
 from densecaption.cli import masks
 
 
@@ -27,6 +28,7 @@ def build_app() -> typer.Typer:
     app.command("ls")(ls.ls)
     app.command("view")(web.view)
     app.command("annotate")(web.annotate)
+    app.command("run")(run.run)
     return app
 
 

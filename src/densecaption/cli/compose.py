@@ -181,7 +181,79 @@ def grid(
     report_skips(log)
     rows = [{"name": s["folder"], "manifest": read_manifest(out / s["folder"])} for s in manifest["sets"]]
     _print_sets(rows)
+    chosen = manifest.get("image_set") or {}
+    if chosen.get("count") is not None:
+        dropped = chosen.get("dropped") or []
+        out_console().print(f"every set holds the same {chosen['count']} images ({chosen.get('rule')})"
+                            + (f"; {len(dropped)} dropped (listed in the grid manifest)" if dropped else ""),
+                            highlight=False)
     if kept:
         names = ", ".join(kept[:6]) + (" ..." if len(kept) > 6 else "")
         out_console().print(f"kept {len(kept)} sets complete from an earlier run ({names})", highlight=False)
     out_console().print(f"wrote {len(rows) - len(kept)} sets and {out / 'manifest.json'}", highlight=False)
+
+
+@app.command("from-captions")
+@guarded
+def from_captions(
+    captions: Annotated[Path, typer.Option(help="The output of `densecaption caption` (JSONL: file, caption, model, "
+                                                "prompt, weights; COCO lines also coco_id).")],
+    images: Annotated[Path, typer.Option(help="The folder the lines' 'file' is relative to (caption's --images, or "
+                                              "the COCO folder of --coco).")],
+    out: Out,
+    tokenizer: Tokenizers = None,
+    over_limit: Annotated[str, typer.Option(
+        help="Captions over 77 CLIP tokens (the paper asked for fewer): keep (counted and reported), drop (left "
+             "out and listed) or reask (ask --vlm again with --reask-prompt; the reply is kept if it fits, else "
+             "the shorter of the two).")] = "keep",
+    vlm: Annotated[str | None, typer.Option(help="With --over-limit reask: the vision-language model to ask, as "
+                                                 "`densecaption caption --vlm` takes it (usually the captioner).")]
+    = None,
+    reask_prompt: Annotated[str | None, typer.Option(help="With --over-limit reask: what the model is asked "
+                                                          "(default: 'Describe the image concisely in one short "
+                                                          "sentence').")] = None,
+    device: Annotated[str, typer.Option(help="With --over-limit reask and a local model: auto, cpu, cuda, ...")]
+    = "auto",
+    seed: Seed = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace a set (or any files) already in --out.")] = False,
+):
+    """A caption set from synthetic captions (Captions4T2I section 4): `caption` output -> set folder.
+
+    Writes OUT in the layout of `compose set` (OUT/images/ with metadata.jsonl, OUT/captions.jsonl,
+    OUT/manifest.json naming the captioner, its prompt and weights, the captions file's sha256, the image set
+    and the token report), so `train t2i --captions OUT` and `quality ... --captions OUT --images OUT` take it.
+    Captions over 77 CLIP tokens are counted and handled by --over-limit. The set is written in a temporary
+    folder renamed into place; one file must hold one captioner's captions.
+    """
+    from densecaption.captionsets.bridge import DEFAULT_REASK_PROMPT, BridgeConfig, bridge, check_out, reask_with
+    from densecaption.generation.backends import BackendOptions, GeneratorSpec
+
+    config = BridgeConfig(over_limit=over_limit, vlm=vlm,  # type: ignore[arg-type]  (checked by BridgeConfig)
+                          reask_prompt=reask_prompt or DEFAULT_REASK_PROMPT)
+    if vlm:
+        GeneratorSpec.parse(vlm)
+    check_out(out, overwrite)
+    tokenizers = _tokenizers(tokenizer)
+    ask = reask_with(vlm, config.reask_prompt, config.reask_max_tokens, seed, BackendOptions(device=device)) \
+        if config.over_limit == "reask" else None
+    with progress_stages() as stage:
+        stage("writing the set", None)
+        manifest = bridge(captions, images, out, tokenizers=tokenizers, config=config, overwrite=overwrite, ask=ask)
+    console = out_console()
+    report, who = manifest["over_limit"], manifest["captioner"]
+    longest = report["longest"]
+    console.print(f"{report['over']} of {report['captions']} captions over {report['limit']} CLIP tokens "
+                  f"({report['share_over']:.1%}; longest {longest['tokens']} tokens: {longest['file']})",
+                  highlight=False)
+    if report.get("dropped"):
+        console.print(f"dropped {len(report['dropped'])}: {', '.join(report['dropped'][:6])}"
+                      + (" ..." if len(report["dropped"]) > 6 else ""), highlight=False)
+    if "reasked" in report:
+        replaced = sum(a["kept"] == "reply" for a in report["reasked"])
+        console.print(f"asked {len(report['reasked'])} again: {replaced} replies kept, {report['still_over']} still "
+                      f"over the limit", highlight=False)
+    for t in manifest["tokens"][1:]:
+        console.print(f"{t['spec']}: {t['captions_truncated']} of {t['captions']} captions over {t['limit']} tokens",
+                      highlight=False)
+    label = "" if who["weights"] in ("pretrained", "remote") else f" (captioner weights: {who['weights']})"
+    console.print(f"wrote {out}: {manifest['counts']['captions']} captions of {who['model']}{label}", highlight=False)

@@ -271,26 +271,45 @@ def _download(resource, dest: Path, locate, from_file: Optional[Path], retries: 
 @app.command("fetch")
 @guarded
 def fetch_benchmark_data(
-    name: Annotated[str, typer.Argument(help="aro, sugarcrepe, vlchecklist or winoground.")],
-    dest: Annotated[Path, typer.Argument(help="Folder to fetch into (the benchmark's --data folder).")],
+    name: Annotated[str, typer.Argument(help="aro, sugarcrepe, vlchecklist, winoground or compbench "
+                                             "(T2I-CompBench's prompt files).")],
+    dest: Annotated[Path, typer.Argument(help="Folder to fetch into (the benchmark's --data folder; compbench: "
+                                              "the --compbench-dir folder).")],
     photos: Annotated[bool, typer.Option(help="Also fetch the COCO photo zips (ARO: val2014, 6 GB; SugarCrepe: "
                                               "val2017, 1 GB).")] = False,
     mirror: Annotated[Optional[str], typer.Option(help="Fetch every file as MIRROR/NAME instead.")] = None,
+    constructed: Annotated[bool, typer.Option(
+        "--constructed", help="Write a small constructed set in the official layout instead (no network): tiny "
+                              "solid-colour photos, or two prompts per CompBench category written by us, to try "
+                              "the pipeline offline. DEST must be new or empty; it gets a CONSTRUCTED.txt marker "
+                              "and results on it say 'constructed'.")] = False,
     retries: Retries = 5,
 ):
-    """Download a compositional benchmark's public files from their official locations into the layout
-    `bench NAME` reads (docs/compositional-benchmarks.md).
+    """Download a compositional benchmark's public files, or T2I-CompBench's prompt files, from their official
+    locations into the layout `bench NAME` (or `t2i generate --compbench-dir`) reads
+    (docs/compositional-benchmarks.md, docs/constructed-sets.md).
 
-    Resumes after a dropped connection or a killed run, checks sizes where known, unpacks zips into place
-    atomically, and skips what a previous run finished. Without network it stops with one line naming the
-    files to download by hand; files that are not public are named at the end.
+    Resumes after a dropped connection or a killed run, checks sizes and checksums where known, unpacks zips
+    into place atomically, and skips what a previous run finished. Without network it stops with one line
+    naming the files to download by hand; files that are not public are named at the end. With
+    --constructed it writes a made-up mini-set offline instead (never mistake its numbers for the benchmark's).
     """
     from densecaption.cli._common import progress_stages
     from densecaption.data.download import FetchConfig
-    from densecaption.data.fetch import BY_HAND, NEXT, fetch_benchmark
+    from densecaption.data.fetch import BY_HAND, NEXT, NEXT_CONSTRUCTED, fetch_benchmark
 
     if retries < 1:
         raise UserError("--retries should be at least 1")
+    if constructed:
+        from densecaption.data.minisets import write_constructed
+
+        if photos or mirror:
+            raise UserError("--constructed writes a set offline: --photos and --mirror do not apply")
+        path, written = write_constructed(name, dest)
+        out_console().print(f"{'wrote' if written else 'already there'}: a constructed {name} set in {path} "
+                            f"(not the real data)", highlight=False)
+        out_console().print(f"next: {NEXT_CONSTRUCTED[name].format(dest=dest)}", highlight=False)
+        return
     with progress_stages() as stage:
         got = fetch_benchmark(name, dest, photos=photos, mirror=mirror, config=FetchConfig(retries=retries),
                               stage=stage)

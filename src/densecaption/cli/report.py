@@ -23,7 +23,29 @@ def build_app() -> typer.Typer:
     app.command("t2i")(t2i)
     app.command("long-text")(long_text)
     app.command("table3")(table3)
+    app.command("captioners")(captioners)
     return app
+
+
+@guarded
+def captioners(
+    paths: Annotated[list[Path], typer.Argument(help="`quality precision` and `quality recall` result files, or "
+                                                     "folders holding them.")],
+    paper: Annotated[bool, typer.Option(help="Add the published Table 4 rows (LLaVA, BLIP, uform).")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="md, csv or json.")] = "md",
+):
+    """Captions4T2I's Table 4: one row per captioner and data: captions probed, entities per caption, modified
+    FaithScore (instance and sentence level) and precision per fact category, random weights labelled, the
+    data of every row named (captions file sha256, --sample N and seed); different data never pooled."""
+    from densecaption.reports.captioners import read_quality_results, rows, to_csv, to_json, to_markdown
+
+    if fmt not in ("md", "csv", "json"):
+        raise UserError(f"--format {fmt!r}: choose md, csv or json")
+    results = read_quality_results(paths)
+    if not results:
+        raise UserError(f"no quality precision or recall results in {', '.join(map(str, paths))}")
+    table = rows(results, paper=paper)
+    typer.echo({"md": to_markdown, "csv": to_csv, "json": to_json}[fmt](table), nl=False)
 
 
 def report_command(benchmark):
@@ -95,20 +117,30 @@ def t2i(
     fmt: Annotated[str, typer.Option("--format", help="md or csv (long form, one row per score).")] = "md",
     heatmap: Annotated[Optional[Path], typer.Option(help="Also draw the average as a precision x submasks "
                                                          "heatmap PNG (the paper's Figure 1).")] = None,
-    paper: Annotated[bool, typer.Option(help="Add the published Table 2 (PixArt-alpha) below.")] = False,
+    paper: Annotated[bool, typer.Option(help="Add the published Table 2 (PixArt-alpha) and, with synthetic-caption "
+                                             "runs, Table 3 below.")] = False,
 ):
     """Captions4T2I's Table 2 from T2I-CompBench results: each score placed by the precision and number of
-    submasks of the caption set its LoRA was trained on (recorded lineage), with the five-category average."""
+    submasks of the caption set its LoRA was trained on (recorded lineage), with the five-category average.
+    Runs of sets bridged from synthetic captions (`compose from-captions`) form Table 3: captioner x generator.
+    Every table names its data; runs on different data never share a cell."""
     from densecaption.evaluation.results import read_results
-    from densecaption.reports.t2i import collect, heatmap as draw_heatmap, to_csv, to_markdown
+    from densecaption.reports.t2i import captioner_of, captioners_csv, captioners_markdown, collect, \
+        collect_captioners, heatmap as draw_heatmap, to_csv, to_markdown
 
     if fmt not in ("md", "csv"):
         raise UserError(f"--format {fmt!r}: choose md or csv")
     results = read_results(paths, task="t2i-compbench")
     if not results:
         raise UserError(f"no t2i-compbench result files in {', '.join(map(str, paths))}")
-    cells = collect(results)
-    typer.echo(to_markdown(cells, paper=paper) if fmt == "md" else to_csv(cells), nl=False)
+    cells = collect([r for r in results if captioner_of(r) is None])
+    table3 = collect_captioners(results)
+    parts = []
+    if cells:
+        parts.append(to_markdown(cells, paper=paper) if fmt == "md" else to_csv(cells))
+    if table3:
+        parts.append(captioners_markdown(table3, paper=paper) if fmt == "md" else captioners_csv(table3))
+    typer.echo("\n".join(parts), nl=False)
     if heatmap is not None:
         written = draw_heatmap(cells, heatmap)
         typer.echo(f"heatmap: {written}", err=True)

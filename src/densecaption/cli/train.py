@@ -6,8 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
+from rich.panel import Panel
 
-from densecaption.cli._common import guarded, out_console, progress_stages, report_skips, skip_log
+from densecaption.cli._common import err_console, guarded, out_console, progress_stages, report_skips, skip_log
 from densecaption.errors import UserError
 from densecaption.models.registry import model_spec_help
 from densecaption.t2i.families import FAMILIES, families
@@ -128,13 +129,20 @@ def t2i(
                                             "pixart-alpha is the paper's), a hub id or a local diffusers pipeline "
                                             "folder (e.g. from `models init-random ARCH OUT --backend diffusers`).")]
     = "pixart-alpha",
-    max_text_length: Annotated[Optional[int], typer.Option(
-        help=f"Text-encoder window in tokens (default: the pipeline's own; {_windows()}). Longer captions are "
-             "truncated: see truncation.json.")]
+    max_text_length: Annotated[Optional[str], typer.Option(
+        help=f"Text-encoder window in tokens (default: the pipeline's own; {_windows()}), or 'auto': the window "
+             "that keeps every caption, capped at the family's maximum. Longer captions are truncated: a warning "
+             "says how many, see truncation.json.")]
     = None,
+    on_truncation: Annotated[str, typer.Option(
+        help="warn (default): a warning block when the window cuts captions; error: exit 2 before training when "
+             "subcaptions would be cut.")] = "warn",
     resolution: Annotated[Optional[int], typer.Option(
         help="Training image size (shorter side resized, center crop); default the model's native size.")] = None,
     epochs: Annotated[int, typer.Option(help="Epochs (paper: 10).")] = 10,
+    max_steps: Annotated[Optional[int], typer.Option(
+        help="Training steps (batches per process) instead of --epochs: as many epochs as it takes, stopping at "
+             "exactly N (Captions4T2I Table 3: 100,000 at batch 8). --resume keeps counting.")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per batch and process (paper: 32).")] = 32,
     lr: Annotated[float, typer.Option(help="AdamW learning rate (paper: 1e-4).")] = 1e-4,
     lora_r: Annotated[int, typer.Option(help="LoRA rank (paper: 4).")] = 4,
@@ -173,8 +181,14 @@ def t2i(
     """
     from densecaption.training.t2i import TrainT2IConfig, train_t2i
 
+    window: int | str | None = max_text_length
+    if max_text_length is not None and max_text_length != "auto":
+        if not max_text_length.isdigit():
+            raise UserError(f"--max-text-length {max_text_length!r}: a number of tokens or 'auto'")
+        window = int(max_text_length)
     cfg = TrainT2IConfig(
-        captions=captions, model=model, out=out, max_text_length=max_text_length, resolution=resolution,
+        captions=captions, model=model, out=out, max_text_length=window, on_truncation=on_truncation,
+        max_steps=max_steps, resolution=resolution,
         lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
         lora_targets=lora_targets.split(",") if lora_targets else None, lr=lr, epochs=epochs, batch_size=batch_size,
         grad_accum=grad_accum, mixed_precision=mixed_precision, gradient_checkpointing=gradient_checkpointing,
@@ -188,6 +202,9 @@ def t2i(
     def show(record: dict) -> None:
         if "message" in record:
             console.print(record["message"], highlight=False)
+        elif "warning" in record:
+            err_console().print(Panel(escape(record["warning"]), title="WARNING: the text window cuts captions",
+                                      border_style="bold yellow"), highlight=False)
         elif "encoded_texts" in record:
             console.print(f"{record['captions']} captions ({record['unique_texts']} unique): encoded "
                           f"{record['encoded_texts']} texts and {record['encoded_images']} images (others cached); "

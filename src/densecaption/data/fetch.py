@@ -1,5 +1,7 @@
-"""``data fetch``: the public files of ARO, SugarCrepe, VL-CheckList and Winoground from their official
-locations, into the layouts the ``bench`` commands read (docs/compositional-benchmarks.md).
+"""``data fetch``: the public files of ARO, SugarCrepe, VL-CheckList and Winoground, and T2I-CompBench's
+prompt files, from their official locations into the layouts the ``bench`` and ``t2i`` commands read
+(docs/compositional-benchmarks.md, docs/constructed-sets.md). ``--constructed`` sets are written by
+``densecaption.data.minisets`` instead.
 
 Each file streams through ``download.fetch`` (resumable ``.partial``, retries, a SHA-256 check where one is
 known); a zip is extracted into a temporary folder beside its target and renamed into place, with a marker,
@@ -18,6 +20,8 @@ from pathlib import Path
 from typing import Callable
 
 from densecaption.data.download import MARKER, FetchConfig, Offline, fetch, read_marker
+from densecaption.data.minisets import MARKER as MINI_MARKER
+from densecaption.data.minisets import BUILDERS, is_constructed
 from densecaption.errors import DataError, UserError
 from densecaption.files import atomic_write_text, pid_alive
 
@@ -25,6 +29,21 @@ _DRIVE = "https://drive.google.com/uc?export=download&confirm=t&id="
 _SFR = "https://storage.googleapis.com/sfr-vision-language-research/datasets/"
 _SUGARCREPE = "https://raw.githubusercontent.com/RAIVNLab/sugar-crepe/main/data/"
 _COCO = "http://images.cocodataset.org/zips/"
+# T2I-CompBench at a fixed commit, so the prompts (and their checksums) never change under a user's results:
+# upstream de-duplicated the colour prompts in 2025 (docs/constructed-sets.md).
+_COMPBENCH = "https://raw.githubusercontent.com/Karine-Huang/T2I-CompBench/1b7094991a57f3c22abdd4f6e8ba6c1a15517073/"
+_COMPBENCH_FILES = (  # examples/dataset/<name>: SHA-256, bytes
+    ("color_val.txt", "1634259756dbc77d13093d907d414480080ec9790a8c97ad09efaea7b2534f2d", 11871),
+    ("shape_val.txt", "37e1a276906c7ea9516cbd7ac8501be896006c0c17ca7344f260562834455bae", 15935),
+    ("texture_val.txt", "fbb5363515b4a28009e360afaaaf389d2dd2289e50dbb0c6ef4ea0c7fe4f3d4f", 14211),
+    ("spatial_val.txt", "8707a1d7e42ce3002d95363cf55f74bd043c843ae27108f5125aaaa7840ca988", 9213),
+    ("non_spatial_val.txt", "04c56cc9ac441dc9ea6c5157652058bd1635b5308526dd31bb29a1caab9a758d", 17750),
+    ("complex_val.txt", "1b808018b8d9916db3d47d5aa2ef18377a3549a56901a474156f799824cdf3b4", 22724),
+    ("complex_val_spatial.txt", "6c7ac0ab75c7c9080cfc7b421fb059b9b0febb98471707aeedf58771088abc02", 2898),
+    ("complex_val_action.txt", "d49ee4c7f99e3f3379fb8704a54ff5288b83bb412971edf616a4721c2473308e", 17698),
+    ("numeracy_val.txt", "dad8df141604b70ba7554bec724e3db0a80023680769b5c514854ea2d2527bbe", 10863),
+    ("new_objects.txt", "f39a3d2ff6067d7738673cbf465dc659ccc750776162989a5d9916f1d5f3e231", 1568),
+)
 
 
 @dataclass(frozen=True)
@@ -58,6 +77,10 @@ PARTS: dict[str, tuple[Part, ...]] = {
         Part("VL-CheckList-3bb214e.zip", "https://github.com/om-ai-lab/VL-CheckList/archive/3bb214e.zip",
              unzip_to="VL-CheckList", keep_top=True),),
     "winoground": (),
+    "compbench": tuple(Part(name, f"{_COMPBENCH}examples/dataset/{name}", sha256=sha, size=size)
+                       for name, sha, size in _COMPBENCH_FILES) + (
+        Part("LICENSE", _COMPBENCH + "LICENSE", sha256="905b2fb8de6611b855171c41985efc7a36698016c083f1b39485a6f9e9d4ae00",
+             size=1079),),
 }
 BY_HAND = {
     "aro": "Flickr30k photos (flickr30k-images/) only after the form at forms.illinois.edu/sec/229675",
@@ -67,13 +90,17 @@ BY_HAND = {
     "winoground": ("the gated facebook/winoground dataset on the Hugging Face Hub: accept its terms, then "
                    "`huggingface-cli download facebook/winoground --repo-type dataset --local-dir DIR` "
                    "(data/test-00000-of-00001.parquet, 367,365,762 bytes)"),
+    "compbench": "",
 }
 NEXT = {
     "aro": "densecaption bench aro --data {dest} --model SPEC (COCO-Order needs val2014/: add --photos)",
     "sugarcrepe": "densecaption bench sugarcrepe --data {dest} --model SPEC (photos in {dest}/val2017: --photos)",
     "vlchecklist": "densecaption bench vlchecklist --data {dest}/VL-CheckList --images IMAGES_ROOT --model SPEC",
     "winoground": "densecaption bench winoground --data {dest} --model SPEC",
+    "compbench": "densecaption t2i generate --compbench-dir {dest} --category color --model SPEC --out RUN",
 }
+NEXT_CONSTRUCTED = {name: f"densecaption bench {name} --data {{dest}} --model SPEC" for name in BUILDERS} | {
+    "compbench": NEXT["compbench"]}
 
 
 @dataclass(frozen=True)
@@ -112,6 +139,8 @@ def fetch_benchmark(name: str, dest: Path | str, *, photos: bool = False, mirror
         raise UserError(f"{name}: nothing public to fetch; download by hand {BY_HAND[name]}")
     if dest.exists() and not dest.is_dir():
         raise UserError(f"{dest}: not a folder")
+    if is_constructed(dest):
+        raise UserError(f"{dest} holds a constructed set ({MINI_MARKER}); fetch the real files into another folder")
     dest.mkdir(parents=True, exist_ok=True)
     noop = lambda *a, **k: (lambda n=1: None)  # noqa: E731
     stage = stage or noop

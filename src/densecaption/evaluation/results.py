@@ -121,11 +121,13 @@ def _same_run(path: Path, result: dict[str, Any]) -> bool:
 
 
 def read_results(paths: Iterable[Path | str], task: str | None = None) -> list[dict[str, Any]]:
-    """Result files from files and folders (a folder: every ``*.json`` in it), optionally of one task."""
+    """Result files from files and folders (a folder: every ``*.json`` in it and its sub-folders, hidden ones
+    left out, so that a recipe's run folder with one folder per step reads whole), optionally of one task."""
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            files += sorted(p.glob("*.json"))
+            files += sorted(f for f in p.rglob("*.json") if not any(part.startswith(".")
+                                                                     for part in f.relative_to(p).parts))
         elif p.is_file():
             files.append(p)
         else:

@@ -38,8 +38,10 @@ def evaluate(task: str, model: Any, data: Any, *, lora: str | None = None, split
         spec, loaded = model.spec, model
         lora = getattr(model, "lora", None)
     output = benchmark.run(loaded, cfg, opened, context)
+    from densecaption.data.minisets import constructed_label  # "PATH (constructed)" on a made-up mini-set
+
     return EvalResult(
-        task=benchmark.name, model=spec, lora=lora, weights=loaded.weights, data=opened.path,
+        task=benchmark.name, model=spec, lora=lora, weights=loaded.weights, data=constructed_label(opened.path),
         data_sha256=opened.sha256, split=opened.split, mode=benchmark.mode(cfg, loaded), config=benchmark.result_config(cfg),
         metrics=output.metrics, counts=output.counts,
         extra={**output.extra, "truncated_texts": loaded.truncated_texts, "notes": list(loaded.notes),

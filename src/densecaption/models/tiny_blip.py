@@ -11,6 +11,7 @@ weights ``random`` and the tokenizer a test tokenizer. Its answers mean nothing.
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 
 from densecaption.models.weights import write_marker
@@ -37,17 +38,21 @@ def training_sentences() -> list[str]:
     return sentences
 
 
-def build_test_tokenizer(sentences: list[str] | None = None, *, vocab_size: int = 1000):
-    """A BERT-style WordPiece tokenizer (lower case, [CLS] ... [SEP]) trained on ``sentences``."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+def build_test_tokenizer(sentences: list[str] | None = None):
+    """A BERT-style WordPiece tokenizer (lower case, [CLS] ... [SEP]) whose vocabulary is every character (alone
+    and as a ``##`` continuation) and every whole word of ``sentences``, in sorted order: the same files on
+    every run and in every process (the WordPiece trainer is not: its ties fall differently per process)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import BertTokenizerFast
 
-    backend = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    pieces = [piece for text in (sentences or training_sentences()) for piece in re.findall(r"\w+|[^\w\s]",
+                                                                                                 text.lower())]
+    chars = sorted({c for piece in pieces for c in piece})
+    tokens = [*SPECIAL, *chars, *(f"##{c}" for c in chars), *sorted(set(pieces) - set(chars))]
+    backend = Tokenizer(models.WordPiece({t: i for i, t in enumerate(tokens)}, unk_token="[UNK]"))
     backend.normalizer = normalizers.BertNormalizer(lowercase=True)
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL)
-    backend.train_from_iterator(sentences or training_sentences(), trainer)
     cls, sep = backend.token_to_id("[CLS]"), backend.token_to_id("[SEP]")
     backend.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])

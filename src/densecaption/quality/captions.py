@@ -196,3 +196,50 @@ def read_references(path: Path) -> dict[str, list[str]]:
         texts += [obj[k] for k in TEXT_KEYS if isinstance(obj.get(k), str) and obj[k].strip()][:1]
         refs.setdefault(ident, []).extend(texts)
     return refs
+
+
+def sample_records(records: list[CaptionRecord], n: int | None, seed: int) -> tuple[list[CaptionRecord],
+                                                                                     dict[str, Any] | None]:
+    """A seeded random subset of ``n`` captions (the paper probes 1,000 per captioner), kept in file order.
+
+    Each caption is ranked by a hash of (seed, its id), so the same ``n`` and ``seed`` pick the same captions
+    in ``quality recall`` and ``quality precision`` whatever the line order, and a larger ``n`` keeps the
+    smaller one's picks. ``n`` of None: every caption (no record); ``n`` at least the file's size: all, said so.
+    """
+    from densecaption.seeding import seed_for
+
+    if n is None:
+        return records, None
+    if n < 1:
+        raise UserError(f"--sample {n}: give at least 1 caption")
+    info: dict[str, Any] = {"n": n, "seed": seed, "in_file": len(records), "key": "caption id (its image file)"}
+    if n >= len(records):
+        return records, {**info, "used": len(records), "all": True}
+    ranked = sorted(range(len(records)), key=lambda i: (seed_for(seed, "quality-sample", records[i].id), i))
+    chosen = sorted(ranked[:n])
+    return [records[i] for i in chosen], {**info, "used": n, "all": False}
+
+
+def captioner_weights(path: Path) -> str | None:
+    """The captioner's weights as the captions record them: the ``weights`` of ``caption`` output lines, or
+    the manifest of a set bridged from them (``compose from-captions``); ``random`` if any line says so."""
+    path = caption_file(path)
+    manifest = path.parent / "manifest.json" if path.name == SET_CAPTIONS else path.parent.parent / "manifest.json"
+    if manifest.is_file():
+        try:
+            who = json.loads(manifest.read_text(encoding="utf-8")).get("captioner")
+        except (OSError, ValueError, AttributeError):
+            who = None
+        if isinstance(who, dict) and who.get("weights"):
+            return str(who["weights"])
+    found = set()
+    for _, line in jsonl_lines(path, "--captions"):
+        try:
+            value = json.loads(line).get("weights")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(value, str):
+            found.add(value)
+    if not found:
+        return None
+    return "random" if "random" in found else found.pop() if len(found) == 1 else "unknown"

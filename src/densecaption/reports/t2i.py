@@ -3,6 +3,12 @@
 Each score file carries its lineage (caption set -> LoRA -> images), so the grid position of a score is
 the precision and number of submasks its caption set was composed with, read from the set's manifest.
 The average is the paper's: the plain mean of colour, shape, texture, spatial and non-spatial.
+
+Results whose LoRA was trained on a set bridged from synthetic captions (``compose from-captions``: the
+set's manifest names its captioner) form Table 3 instead: captioner rows x generator columns. Runs on
+different data (caption set data and image set, CompBench prompts) never share a cell: every table names
+its data, and one cell with runs of several LoRAs becomes several rows, never an average
+(docs/training.md, "Tables from report t2i").
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from densecaption.errors import UserError
 
 AVERAGED = ("color", "shape", "texture", "spatial", "non_spatial")
 CATEGORY_ORDER = AVERAGED + ("complex", "numeracy", "3d_spatial")
@@ -60,6 +67,9 @@ class Cell:
     loras: set[str] = field(default_factory=set)
     realised: dict[str, Any] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    data: str = ""
+    """What the cell was measured on (``data_of``); cells of different data are never merged."""
+    prompts: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
 
     def score(self, category: str) -> float | None:
         values = self.scores.get(category)
@@ -88,18 +98,66 @@ def grid_point(result: dict[str, Any]) -> tuple[tuple[float, int] | None, dict[s
     return (point["precision"], point["submasks"]), point
 
 
+def _short(sha: Any) -> str:
+    return str(sha)[:12] if sha else "?"
+
+
+def data_of(result: dict[str, Any]) -> str:
+    """The data behind a score, as text: the caption set's source data (sha256) and image set (count, sha256).
+    Each category has its own prompt file, so the prompts are checked per category (``add_score``)."""
+    lineage = result.get("lineage") or {}
+    cset = lineage.get("caption_set") or {}
+    parts = []
+    if cset:
+        parts.append(f"captions data {_short((cset.get('data') or {}).get('sha256'))}")
+        images = cset.get("image_set") or {}
+        if images:
+            parts.append(f"images {images.get('count')} ({_short(images.get('sha256'))})")
+    if "(constructed prompts)" in str(result.get("data", "")):
+        parts.append("constructed prompts")
+    return ", ".join(parts)
+
+
+def add_prompts(cell: Cell, category: str, result: dict[str, Any]) -> None:
+    """Record the CompBench prompt file (sha256) a category's score used; scores of one category on different
+    prompt files are refused rather than averaged into one cell."""
+    sha = ((result.get("lineage") or {}).get("prompts") or {}).get("sha256")
+    if not sha:
+        return
+    cell.prompts[category].add(str(sha))
+    if len(cell.prompts[category]) > 1:
+        files = ", ".join(f for f in cell.files + [result.get("_file", "")] if f)
+        raise UserError(f"{category} scores of one cell ({cell.model}, {cell.data or 'no caption set'}) come from "
+                        f"different prompt files ({', '.join(sorted(_short(h) for h in cell.prompts[category]))}): "
+                        f"report them separately ({files})")
+
+
+def captioner_of(result: dict[str, Any]) -> str | None:
+    """The captioner of the bridged caption set behind a score (``compose from-captions``), else None."""
+    who = ((result.get("lineage") or {}).get("caption_set") or {}).get("captioner")
+    return str(who.get("model")) if isinstance(who, dict) and who.get("model") else None
+
+
+def generator_of(result: dict[str, Any]) -> str:
+    """The generator's family (sd21, sdxl, pixart-alpha) as its LoRA record names it, else the model."""
+    record = (result.get("lineage") or {}).get("lora_record") or {}
+    return str(record.get("family") or result.get("model"))
+
+
 def collect(results: list[dict[str, Any]]) -> list[Cell]:
-    """One cell per (generator model, caption-set point); repeated runs of a cell are averaged."""
+    """One cell per (generator model, data, caption-set point); repeated runs of a cell are averaged."""
     cells: dict[tuple[str, Any], Cell] = {}
     for r in results:
         point, info = grid_point(r)
+        data = data_of(r)
         # Without a caption set, each LoRA (or the base model) is its own row.
-        key = (r["model"], point, r.get("lora") if point is None else None)
-        cell = cells.setdefault(key, Cell(model=r["model"], point=point))
+        key = (r["model"], data, point, r.get("lora") if point is None else None)
+        cell = cells.setdefault(key, Cell(model=r["model"], point=point, data=data))
         category = r.get("split", "")
         score = (r.get("metrics") or {}).get("score")
         if score is None:
             continue
+        add_prompts(cell, category, r)
         cell.scores[category].append(float(score))
         cell.modes[category].add(r.get("mode", ""))
         cell.weights.add(r.get("weights", "unknown"))
@@ -108,7 +166,7 @@ def collect(results: list[dict[str, Any]]) -> list[Cell]:
         if info:
             cell.realised = info
         cell.files.append(r.get("_file", ""))
-    return sorted(cells.values(), key=lambda c: (c.model, c.point is not None, c.point or (0.0, 0),
+    return sorted(cells.values(), key=lambda c: (c.model, c.data, c.point is not None, c.point or (0.0, 0),
                                                  sorted(c.loras)))
 
 
@@ -144,12 +202,15 @@ def to_markdown(cells: list[Cell], *, paper: bool = False) -> str:
     """Per generator model: the long table (the paper's Table 2 columns), the average as a precision x
     submasks grid, one grid per category, and runs without a caption set (e.g. the base model)."""
     lines: list[str] = []
-    by_model: dict[str, list[Cell]] = defaultdict(list)
+    by_model: dict[tuple[str, str], list[Cell]] = defaultdict(list)
     for cell in cells:
-        by_model[cell.model].append(cell)
-    for model, group in by_model.items():
+        by_model[(cell.model, cell.data)].append(cell)
+    for (model, data), group in by_model.items():
         cats = categories_present(group)
-        lines += [f"## {model_heading(model, group)}", "", f"Scorers: {mode_note(group)}", ""]
+        lines += [f"## {model_heading(model, group)}", ""]
+        if data:
+            lines += [f"Data of every cell: {data}", ""]
+        lines += [f"Scorers: {mode_note(group)}", ""]
         head = ["Positive sentences", "Num of submasks"] + [CATEGORY_NAMES.get(c, c) for c in cats] + ["Average"]
         lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
         for cell in group:
@@ -234,17 +295,15 @@ def heatmap_figure(cells: list[Cell]):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    by_model: dict[str, list[Cell]] = defaultdict(list)
+    by_model: dict[tuple[str, str], list[Cell]] = defaultdict(list)
     for cell in cells:
         if cell.point is not None:
-            by_model[cell.model].append(cell)
+            by_model[(cell.model, cell.data)].append(cell)
     if not by_model:
-        from densecaption.errors import UserError
-
         raise UserError("--heatmap: no result comes from a caption set with a precision and submasks "
                         "(train t2i records it; base-model runs have none)")
     fig, axes = plt.subplots(1, len(by_model), figsize=(4.6 * len(by_model), 4.2), squeeze=False)
-    for ax, (model, group) in zip(axes[0], by_model.items()):
+    for ax, ((model, _), group) in zip(axes[0], by_model.items()):
         precisions = sorted({c.point[0] for c in group}, reverse=True)
         submasks = submask_axis({c.point[1] for c in group})
         by_point = {c.point: c for c in group}
@@ -300,3 +359,117 @@ def colorbar_ticks(values: list[float], most: int = 5) -> tuple[list[float], int
         if len({f"{t:.{decimals}f}" for t in ticks}) == len(ticks):
             return ticks, decimals
     return ticks, 10
+
+
+# ------------------------------------------------------------------------------------------ Table 3
+# Captions4T2I Table 3: five-category average of LoRAs trained on each captioner's COCO captions.
+PAPER_TABLE3: dict[str, dict[str, float]] = {
+    "LLaVA": {"sd21": 0.3838, "sdxl": 0.3652},
+    "uform": {"sd21": 0.3710, "sdxl": 0.3277},
+    "BLIP": {"sd21": 0.3770, "sdxl": 0.3379},
+}
+
+
+@dataclass
+class CaptionerRow:
+    """One captioner on one data: a cell per generator (each the scores of ONE LoRA)."""
+
+    captioner: str
+    data: str
+    cells: dict[str, Cell] = field(default_factory=dict)
+
+
+def collect_captioners(results: list[dict[str, Any]]) -> list[CaptionerRow]:
+    """Table 3's rows: results grouped by (captioner, data) and generator. A generator cell holds one LoRA's
+    scores (repeated scorings of it are averaged); a second LoRA for the same captioner, data and generator
+    opens another row, so two trainings are shown side by side, never averaged."""
+    by_lora: dict[tuple[str, str, str, str], Cell] = {}
+    for r in results:
+        captioner = captioner_of(r)
+        if captioner is None:
+            continue
+        key = (captioner, data_of(r), generator_of(r), str(r.get("lora")))
+        cell = by_lora.setdefault(key, Cell(model=key[2], point=None, data=key[1]))
+        score = (r.get("metrics") or {}).get("score")
+        if score is None:
+            continue
+        category = r.get("split", "")
+        add_prompts(cell, category, r)
+        cell.scores[category].append(float(score))
+        cell.modes[category].add(r.get("mode", ""))
+        cell.weights.add(r.get("weights", "unknown"))
+        if r.get("lora"):
+            cell.loras.add(r["lora"])
+        cell.files.append(r.get("_file", ""))
+    rows: list[CaptionerRow] = []
+    for (captioner, data, generator, _), cell in sorted(by_lora.items()):
+        row = next((x for x in rows if x.captioner == captioner and x.data == data and generator not in x.cells),
+                   None)
+        if row is None:
+            row = CaptionerRow(captioner, data)
+            rows.append(row)
+        row.cells[generator] = cell
+    return rows
+
+
+def generators(rows: list[CaptionerRow]) -> list[str]:
+    """Columns: the paper's families first (sd21, sdxl, pixart-alpha), then any other pipeline."""
+    seen = {g for row in rows for g in row.cells}
+    known = [g for g in ("sd21", "sdxl", "pixart-alpha") if g in seen]
+    return known + sorted(seen - set(known))
+
+
+def _with_weights(value: float | None, cell: Cell | None) -> str:
+    if cell is None or value is None:
+        return ""
+    label = cell.label_weights
+    return _fmt(value) + ("" if label == "pretrained" else f" ({label})")
+
+
+def captioners_markdown(rows: list[CaptionerRow], *, paper: bool = False) -> str:
+    """Table 3 (average per captioner x generator, data named per row), then the per-category detail."""
+    columns = generators(rows)
+    lines = ["## Captions4T2I Table 3: captioner x generator (T2I-CompBench, average of five categories)", "",
+             "| Captioner | " + " | ".join(columns) + " | Data |", "|" + " --- |" * (len(columns) + 2)]
+    for row in rows:
+        cells = [_with_weights(row.cells[g].average(), row.cells[g]) if g in row.cells else "" for g in columns]
+        lines.append(f"| {row.captioner} | " + " | ".join(cells) + f" | {row.data or 'unknown'} |")
+    lines += ["", "A cell is one LoRA's five-category average (empty: not all five categories scored); "
+              "(random): a number from random weights, not a model's result.", ""]
+    cats = categories_present([c for row in rows for c in row.cells.values()])
+    head = ["Captioner", "Generator"] + [CATEGORY_NAMES.get(c, c) for c in cats] + ["Average", "LoRA", "Data"]
+    lines += ["### Per category", "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for row in rows:
+        for g in columns:
+            cell = row.cells.get(g)
+            if cell is None:
+                continue
+            lines.append("| " + " | ".join([row.captioner, g] + [_fmt(cell.score(c)) for c in cats]
+                                            + [_with_weights(cell.average(), cell), ", ".join(sorted(cell.loras)),
+                                               row.data or "unknown"]) + " |")
+    lines.append("")
+    if paper:
+        lines += ["## Published: Captions4T2I Table 3 (T2I-CompBench average, COCO captions)", "",
+                  "| Captioner | sd21 | sdxl |", "| --- | --- | --- |"]
+        lines += [f"| {name} | {v['sd21']:.4f} | {v['sdxl']:.4f} |" for name, v in PAPER_TABLE3.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+CAPTIONER_CSV = ("captioner", "generator", "category", "score", "runs", "weights", "lora", "data")
+
+
+def captioners_csv(rows: list[CaptionerRow]) -> str:
+    """Long form of Table 3: one row per (captioner, generator, category), plus ``average``."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(CAPTIONER_CSV), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        for g, cell in row.cells.items():
+            base = {"captioner": row.captioner, "generator": g, "weights": cell.label_weights,
+                    "lora": ";".join(sorted(cell.loras)), "data": row.data}
+            for cat in categories_present([cell]):
+                writer.writerow({**base, "category": cat, "score": cell.score(cat), "runs": len(cell.scores[cat])})
+            if cell.average() is not None:
+                writer.writerow({**base, "category": "average", "score": cell.average(), "runs": ""})
+    return buf.getvalue()

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from densecaption.data.minisets import is_constructed
 from densecaption.errors import UserError
 from densecaption.evaluation.results import versions
 from densecaption.files import JsonlLog, atomic_write, atomic_write_text, lock_or_fail, remove_stale_temps
@@ -102,7 +103,8 @@ def build_manifest(cfg: GenerateConfig, resolved, generation: dict[str, Any]) ->
         "model": cfg.model, "family": resolved.family.name, "weights": resolved.weights,
         "lora": cfg.lora, "lora_record": record, "caption_set": (record or {}).get("caption_set"),
         "category": cfg.category,
-        "prompts": {"file": cfg.prompts_file, "sha256": prompts_sha256(cfg.prompts), "count": len(cfg.prompts)},
+        "prompts": {"file": cfg.prompts_file, "sha256": prompts_sha256(cfg.prompts), "count": len(cfg.prompts),
+                    **({"constructed": True} if is_constructed(cfg.prompts_file) else {})},
         "images_per_prompt": cfg.images_per_prompt, "seed": cfg.seed, "generation": generation,
         "versions": versions(PACKAGES),
     }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -25,7 +25,7 @@ from densecaption.files import atomic_write_text, remove_stale_temps
 from densecaption.models.lora import RECORD, base_identity
 from densecaption.training.data import EntryDataset, load_entries, parse_split
 from densecaption.training.losses import DenseCaptionLoss
-from densecaption.training.run_state import MetricsLog, RunState, claim_run_folder
+from densecaption.training.run_state import MetricsLog, RunState, claim_run_folder, nothing_to_resume
 from densecaption.training.samplers import ImageGroupBatches, RandomBatches
 
 @dataclass
@@ -102,6 +102,8 @@ def train_clip(cfg: ClipTrainConfig, progress: Progress | None = None, log: Call
     from densecaption.distributed import process_state
 
     check_choices(cfg)  # before a bad option could cost the previous run's outputs (--overwrite)
+    if nothing_to_resume(Path(cfg.out), cfg.resume):  # killed before its first checkpoint: start over
+        cfg = replace(cfg, resume=None, overwrite=True)
     state = process_state()
     lock = None
     if state is None or state.is_main_process:

@@ -69,6 +69,13 @@ def claim_run_folder(out: Path, outputs: tuple[str, ...], *, resume: str | None,
     return lock
 
 
+def nothing_to_resume(out: Path, resume: str | None) -> bool:
+    """``--resume latest`` on a run killed before its first complete checkpoint (or never started): there is
+    nothing to continue, so the run starts from the beginning (as diffusers' training scripts do), which lets a
+    re-run of a killed command always pass ``--resume latest``."""
+    return resume == "latest" and latest_checkpoint(Path(out)) is None
+
+
 def latest_checkpoint(out: Path) -> Path | None:
     folders = sorted((out / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
     complete = [p for p in folders if (p / STATE_FILE).exists()]

@@ -13,19 +13,21 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 from densecaption.errors import UserError
 from densecaption.files import atomic_write_text, remove_stale_temps
 from densecaption.t2i.families import StepContext
-from densecaption.training.run_state import MetricsLog, RunState, latest_checkpoint
-from densecaption.training.t2i_data import (CaptionData, TensorCache, TrainRow, cache_key, file_sha256, fill_cache,
-                                            load_image, pipeline_tokenizer, read_captions, truncation_report)
+from densecaption.training.run_state import MetricsLog, RunState, latest_checkpoint, nothing_to_resume
+from densecaption.training.t2i_data import (CaptionData, TensorCache, TrainRow, auto_window, cache_key, file_sha256,
+                                            fill_cache, load_image, pipeline_tokenizer, read_captions,
+                                            truncation_report, window_needed, window_warning)
 
 CHECKPOINT_LORA = "denoiser_lora.safetensors"
 MIXED_PRECISION = ("no", "fp16", "bf16")
+ON_TRUNCATION = ("warn", "error")
 
 
 @dataclass
@@ -36,8 +38,12 @@ class TrainT2IConfig:
     captions: str
     model: str
     out: str
-    max_text_length: int | None = None
-    """Text window; None: the pipeline's own (PixArt 120, SD/SDXL 77, which cannot grow)."""
+    max_text_length: int | str | None = None
+    """Text window; None: the pipeline's own (PixArt 120, SD/SDXL 77, which cannot grow); ``auto``: the window
+    that keeps every caption, capped at the family's maximum (``t2i_data.auto_window``)."""
+    on_truncation: str = "warn"
+    """``warn``: a warning block when the window cuts captions; ``error``: stop before training when it would
+    cut subcaptions (or, without parts, captions)."""
     resolution: int | None = None
     """Training image size; None: the model's native size (denoiser sample size x VAE factor)."""
     lora_r: int = 4
@@ -50,6 +56,8 @@ class TrainT2IConfig:
     weight_decay: float = 1e-2
     max_grad_norm: float = 1.0
     epochs: int = 10
+    max_steps: int | None = None
+    """Training steps (batches per process) to stop at exactly; overrides ``epochs`` (as many as it takes)."""
     batch_size: int = 32
     grad_accum: int = 1
     mixed_precision: str = "no"
@@ -97,6 +105,14 @@ class LatentTextDataset:
 
 # -------------------------------------------------------------------------------------------- training
 
+def planned_steps(epochs: int, max_steps: int | None, per_epoch: int) -> tuple[int, int]:
+    """(epochs to run, steps to stop at): ``epochs`` full epochs, or with ``max_steps`` as many epochs as it
+    takes to reach it, stopping at exactly ``max_steps``."""
+    if max_steps is None:
+        return epochs, epochs * per_epoch
+    return -(-max_steps // per_epoch), max_steps
+
+
 def _check(cfg: TrainT2IConfig) -> None:
     if cfg.mixed_precision not in MIXED_PRECISION:
         raise UserError(f"--mixed-precision {cfg.mixed_precision!r}: choose {', '.join(MIXED_PRECISION)}")
@@ -104,13 +120,21 @@ def _check(cfg: TrainT2IConfig) -> None:
                  "validation_steps"):
         if getattr(cfg, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: must be at least 1")
+    if cfg.on_truncation not in ON_TRUNCATION:
+        raise UserError(f"--on-truncation {cfg.on_truncation!r}: choose {', '.join(ON_TRUNCATION)}")
+    if isinstance(cfg.max_text_length, str) and cfg.max_text_length != "auto":
+        raise UserError(f"--max-text-length {cfg.max_text_length!r}: a number of tokens or 'auto'")
+    if cfg.max_steps is not None and cfg.max_steps < 1:
+        raise UserError(f"--max-steps {cfg.max_steps}: must be at least 1")
     if cfg.validation_every < 0 or cfg.checkpoint_every < 0:
         raise UserError("--validation-every and --checkpoint-every must be 0 (off) or positive")
 
 
 def _text_window(cfg: TrainT2IConfig, family) -> int:
-    length = cfg.max_text_length or family.max_text_length
+    """The window asked for (the pipeline's own for None, the longest for ``auto``, narrowed once the
+    captions are counted)."""
     longest = max((family.max_text_length, *family.longer_lengths))
+    length = longest if cfg.max_text_length == "auto" else cfg.max_text_length or family.max_text_length
     if length < 1 or length > longest:
         fixed = ("its text encoder has a fixed window" if not family.longer_lengths
                  else f"its text encoder takes at most {longest}")
@@ -169,6 +193,8 @@ def train_t2i(cfg: TrainT2IConfig, progress: Callable[[str, int | None], Callabl
     _check(cfg)
     progress = progress or (lambda stage, total: (lambda n: None))
     out = Path(cfg.out)
+    if nothing_to_resume(out, cfg.resume):  # killed before its first checkpoint: start from the beginning
+        cfg = replace(cfg, resume=None)
     if not cfg.resume and latest_checkpoint(out) is not None:
         raise UserError(f"{out}: already holds a run with checkpoints; continue it with --resume latest or "
                         "choose another --out")
@@ -205,13 +231,29 @@ def train_t2i(cfg: TrainT2IConfig, progress: Callable[[str, int | None], Callabl
 
     # what the text window cuts
     tokenizer = pipe.tokenizer
-    counter = pipeline_tokenizer(tokenizer, f"{type(tokenizer).__name__} ({resolved.spec})", length,
-                                 family.lowercase_prompts)
+    longest = max((family.max_text_length, *family.longer_lengths))
     with quiet_hf():  # no "sequence longer than the maximum" warnings: counting long texts is the point
+        probe = pipeline_tokenizer(tokenizer, "probe", longest, family.lowercase_prompts)
+        needed = window_needed(data.rows, probe)
+        if cfg.max_text_length == "auto":
+            length = auto_window(needed, family.max_text_length, longest)
+        counter = pipeline_tokenizer(tokenizer, f"{type(tokenizer).__name__} ({resolved.spec})", length,
+                                     family.lowercase_prompts)
         truncation = truncation_report(data.rows, counter, family.longer_lengths, data.parts_from)
+    truncation["window"] = {"asked": cfg.max_text_length or "pipeline default", "used": length,
+                            "keeps_every_caption": needed, "family_maximum": longest,
+                            "fixed": not family.longer_lengths}
     if main:
         atomic_write_text(out / "truncation.json", json.dumps(truncation, indent=1) + "\n")
     say({"message": truncation["summary"]})
+    encoder = type(tokenizer).__name__.replace("TokenizerFast", "").replace("Tokenizer", "")
+    warning = window_warning(truncation, family=family.name, encoder=encoder, needed=needed, longest=longest,
+                             fixed=not family.longer_lengths)
+    if warning:
+        lost = truncation["used"]["subcaptions_cut"]
+        if cfg.on_truncation == "error" and (lost if lost is not None else truncation["used"]["captions_truncated"]):
+            raise UserError(f"--on-truncation error: {warning.splitlines()[0]} ({out / 'truncation.json'})")
+        say({"warning": warning})
 
     # text-encoder outputs, once per unique caption (and validation prompt), then the encoders go
     identity = _model_identity(resolved)
@@ -350,11 +392,16 @@ def train_t2i(cfg: TrainT2IConfig, progress: Callable[[str, int | None], Callabl
              "guidance_scale": guidance, "height": resolution, "width": resolution, "images": listed},
             indent=1) + "\n")
 
-    advance = progress("training", cfg.epochs * len(loader))
-    advance(state["epoch"] * len(loader) + state["step_in_epoch"])
+    epochs, total = planned_steps(cfg.epochs, cfg.max_steps, len(loader))
+    advance = progress("training", total)
+    advance(min(state["global_step"], total))
     model.train()
-    for epoch in range(state["epoch"], cfg.epochs):
+    for epoch in range(state["epoch"], epochs):
+        if state["global_step"] >= total:
+            break
         for batch in run.batches(loader, sampler, epoch):
+            if state["global_step"] >= total:  # --max-steps reached inside this epoch
+                break
             run.seed_step()  # noise, timesteps and latent samples: what an uninterrupted run would draw
             with accelerator.accumulate(model):
                 mean, logvar = batch["latent_params"].chunk(2, dim=1)
@@ -381,6 +428,10 @@ def train_t2i(cfg: TrainT2IConfig, progress: Callable[[str, int | None], Callabl
             metrics_log.write(record)
             say(record)
             run.after_step()
+        if state["global_step"] >= total and state["step_in_epoch"] < len(loader):
+            validate(epoch)  # stopped inside the epoch: last images and checkpoint at the step reached
+            run.save()
+            break
         run.end_epoch(epoch)
         if cfg.validation_every and (epoch + 1) % cfg.validation_every == 0:
             validate(epoch)
@@ -395,7 +446,7 @@ def train_t2i(cfg: TrainT2IConfig, progress: Callable[[str, int | None], Callabl
         record = {"kind": LORA_KIND, "format_version": 1, "model": cfg.model, "family": family.name,
                   "base_weights": resolved.weights, "captions": cfg.captions, "caption_set": data.manifest,
                   "caption_set_manifest_sha256": data.manifest_sha256, "config": config, "truncation": truncation,
-                  "epochs": cfg.epochs, "steps": state["global_step"]}
+                  "epochs": epochs, "max_steps": cfg.max_steps, "steps": state["global_step"]}
         atomic_write_text(final / LORA_RECORD, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
     accelerator.wait_for_everyone()
     accelerator.end_training()

@@ -256,3 +256,40 @@ def load_image(path: Path, resolution: int):
     except OSError as e:
         raise DataError(f"{path}: cannot read the image ({e})") from None
     return pixels, (h, w), (top, left)
+
+
+# ------------------------------------------------------------------------------------------- text window
+
+def window_needed(rows: Sequence[TrainRow], counter: TextTokenizer) -> int:
+    """Tokens of the longest caption (special tokens included): the window that truncates none."""
+    return max(counter.count(row.text) for row in rows)
+
+
+def auto_window(needed: int, default: int, longest: int) -> int:
+    """``--max-text-length auto``: the window that keeps every caption, never below the pipeline's own
+    (``default``) and capped at what the text encoder takes (``longest``; equal to ``default`` when fixed)."""
+    return min(longest, max(default, needed))
+
+
+def window_warning(truncation: dict[str, Any], *, family: str, encoder: str, needed: int, longest: int,
+                   fixed: bool) -> str | None:
+    """The warning block when the window truncates captions (None when it keeps them all): counts of captions
+    cut and subcaptions lost, and the window that would keep every caption, or why none exists."""
+    used = truncation["used"]
+    if not used["captions_truncated"]:
+        return None
+    lines = [f"{used['captions_truncated']} of {used['captions']} captions are cut at {used['limit']} {encoder} "
+             "tokens" + (f"; {used['subcaptions_cut']} subcaptions lost (the set's recall)"
+                         if used.get("subcaptions_cut") is not None else "")]
+    if used.get("base_cut"):
+        lines.append(f"{used['base_cut']} captions lose part of their base summary")
+    if fixed:
+        lines.append(f"{family}'s text encoder has a fixed {longest}-token window: no longer window exists; "
+                     "shorter captions (fewer submasks) are the only way to keep them")
+    elif needed <= longest:
+        lines.append(f"--max-text-length {needed} (or auto) keeps every caption (the longest has {needed} tokens; "
+                     f"{family} takes up to {longest})")
+    else:
+        lines.append(f"the longest caption has {needed} tokens: even {family}'s maximum window, {longest}, cuts "
+                     "some (--max-text-length auto uses it)")
+    return "\n".join(lines)

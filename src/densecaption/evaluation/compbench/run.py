@@ -225,12 +225,13 @@ def _score_one(scorer: Scorer, run: Path, manifest: dict[str, Any], cat: str, re
     weights = combined_weights([generator_weights] + [m["weights"] for m in models.values()])
     mean = sum(r["score"] for r in rows) / len(rows)
     result = EvalResult(
-        task=TASK, model=identity["model"], lora=identity["lora"], weights=weights, data=str(run),
+        task=TASK, model=identity["model"], lora=identity["lora"], weights=weights,
+        data=str(run) + (" (constructed prompts)" if (manifest.get("prompts") or {}).get("constructed") else ""),
         data_sha256=data_sha, split=cat, mode=scorer.name, config=scorer.config, metrics={"score": mean},
         counts={"score": len(rows)},
         extra={"generator_weights": generator_weights, "scorers": models,
                "lineage": {"images": str(run.resolve()), "lora_record": manifest.get("lora_record"),
-                           "caption_set": manifest.get("caption_set")},
+                           "caption_set": manifest.get("caption_set"), "prompts": manifest.get("prompts")},
                "spacy_model": pool.spacy_loaded, "per_image": None})
     # write_result picks the file name (never a different run's); the per-image file takes its final stem.
     path = write_result(out, result)
