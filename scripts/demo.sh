@@ -45,7 +45,9 @@ $DC report long-text "$OUT/results"
 
 step "5c. Compositional benchmarks on constructed mini-sets (ARO, SugarCrepe, VL-CheckList, Winoground) with the tiny random CLIP"
 rm -rf "$OUT/compositional"
-.venv/bin/python -m benchmarks.compositional_minisets "$OUT/compositional"
+for task in aro sugarcrepe vlchecklist winoground; do  # made-up sets in each official layout, marked constructed
+  $DC data fetch "$task" "$OUT/compositional/$task" --constructed
+done
 for task in aro sugarcrepe vlchecklist winoground; do
   $DC bench "$task" --data "$OUT/compositional/$task" --model "open_clip:local-dir:$OUT/tiny-clip" --out "$OUT/results"
 done

@@ -104,16 +104,25 @@ def test_c4t2i_table3_demo_builds_tables_3_and_4(table3_run):
             assert (table3_run / "train" / f"{name}-{generator}" / "lora").is_dir()
 
 
+def lora_weights(path: Path) -> tuple[dict, dict[str, bytes]]:
+    """A LoRA file's metadata and tensor bytes (safetensors writes its metadata keys in no fixed order, so
+    two equal files can differ in bytes)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return f.metadata(), {k: f.get_tensor(k).numpy().tobytes() for k in sorted(f.keys())}
+
+
 def outputs(out: Path) -> dict[str, object]:
-    """What a run produced, comparable across run folders: bytes of LoRA weights, captions and sets, and the
-    metrics of every score (result files also hold times and their own paths)."""
+    """What a run produced, comparable across run folders: LoRA weights, the bytes of captions and sets, and
+    the metrics of every score (result files also hold times and their own paths)."""
     found: dict[str, object] = {}
     for path in sorted(out.rglob("*")):
         rel = str(path.relative_to(out))
         if not path.is_file() or ".recipe" in path.parts:
             continue
         if path.suffix == ".safetensors" and "/lora/" in f"/{rel}":
-            found[rel] = path.read_bytes()
+            found[rel] = lora_weights(path)
         elif rel.startswith("scores/") and path.suffix == ".json" and not path.name.endswith("per-image.json"):
             doc = json.loads(path.read_text())  # its file name holds the run folder's path: key by content
             found[f"scores/{path.parent.name}/{doc.get('split')}/{doc.get('mode')}"] = doc.get("metrics")

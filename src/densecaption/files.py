@@ -11,6 +11,7 @@ run (:func:`writable_folder`, :func:`writable_file`) and their OS errors become 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -92,6 +93,15 @@ def remove_stale_temps(folder: Path | str, *, recursive: bool = True) -> list[Pa
                 path.unlink(missing_ok=True)
                 removed.append(path)
     return removed
+
+
+def file_sha256(path: Path | str) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks (the data hash results and caches are keyed by)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def atomic_write_text(path: Path | str, text: str) -> None:

@@ -9,7 +9,6 @@ Each caption is one part (there are no subcaptions), so the token report's cut s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,7 +22,7 @@ from densecaption.captionsets.export import IMAGES, JSONL, KIND, MANIFEST, PACKA
 from densecaption.captionsets.tokens import TextTokenizer, token_report
 from densecaption.errors import DataError, UserError
 from densecaption.evaluation.results import versions
-from densecaption.files import atomic_write_text, pid_alive, writing
+from densecaption.files import atomic_write_text, file_sha256, pid_alive, writing
 
 OverLimit = Literal["keep", "drop", "reask"]
 OVER_LIMITS = ("keep", "drop", "reask")
@@ -80,14 +79,6 @@ class Bridged:
     captions: list[SyntheticCaption]
     captioner: Captioner
     over_limit: dict[str, Any] = field(default_factory=dict)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------------------------------ reading

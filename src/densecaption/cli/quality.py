@@ -76,11 +76,10 @@ def _recall(records, spacy_model: str) -> tuple[list[dict[str, Any]], dict[str, 
 
 def file_sha256(captions: Path) -> str:
     """The sha256 of the file ``--captions`` stands for: the data a result row was measured on."""
-    import hashlib
-
+    from densecaption.files import file_sha256 as sha256_of_file
     from densecaption.quality.captions import caption_file
 
-    return hashlib.sha256(caption_file(captions).read_bytes()).hexdigest()
+    return sha256_of_file(caption_file(captions))
 
 
 def _result_file(out: Path | None, option: str = "--out", suffix: str = ".json") -> Path | None:

@@ -118,6 +118,23 @@ def data_of(result: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def add_score(cell: Cell, result: dict[str, Any]) -> bool:
+    """Add one result's score to its cell (its category, scorer, weights, LoRA and file); False when the result
+    holds no score."""
+    score = (result.get("metrics") or {}).get("score")
+    if score is None:
+        return False
+    category = result.get("split", "")
+    add_prompts(cell, category, result)
+    cell.scores[category].append(float(score))
+    cell.modes[category].add(result.get("mode", ""))
+    cell.weights.add(result.get("weights", "unknown"))
+    if result.get("lora"):
+        cell.loras.add(result["lora"])
+    cell.files.append(result.get("_file", ""))
+    return True
+
+
 def add_prompts(cell: Cell, category: str, result: dict[str, Any]) -> None:
     """Record the CompBench prompt file (sha256) a category's score used; scores of one category on different
     prompt files are refused rather than averaged into one cell."""
@@ -153,19 +170,8 @@ def collect(results: list[dict[str, Any]]) -> list[Cell]:
         # Without a caption set, each LoRA (or the base model) is its own row.
         key = (r["model"], data, point, r.get("lora") if point is None else None)
         cell = cells.setdefault(key, Cell(model=r["model"], point=point, data=data))
-        category = r.get("split", "")
-        score = (r.get("metrics") or {}).get("score")
-        if score is None:
-            continue
-        add_prompts(cell, category, r)
-        cell.scores[category].append(float(score))
-        cell.modes[category].add(r.get("mode", ""))
-        cell.weights.add(r.get("weights", "unknown"))
-        if r.get("lora"):
-            cell.loras.add(r["lora"])
-        if info:
+        if add_score(cell, r) and info:
             cell.realised = info
-        cell.files.append(r.get("_file", ""))
     return sorted(cells.values(), key=lambda c: (c.model, c.data, c.point is not None, c.point or (0.0, 0),
                                                  sorted(c.loras)))
 
@@ -390,17 +396,7 @@ def collect_captioners(results: list[dict[str, Any]]) -> list[CaptionerRow]:
             continue
         key = (captioner, data_of(r), generator_of(r), str(r.get("lora")))
         cell = by_lora.setdefault(key, Cell(model=key[2], point=None, data=key[1]))
-        score = (r.get("metrics") or {}).get("score")
-        if score is None:
-            continue
-        category = r.get("split", "")
-        add_prompts(cell, category, r)
-        cell.scores[category].append(float(score))
-        cell.modes[category].add(r.get("mode", ""))
-        cell.weights.add(r.get("weights", "unknown"))
-        if r.get("lora"):
-            cell.loras.add(r["lora"])
-        cell.files.append(r.get("_file", ""))
+        add_score(cell, r)
     rows: list[CaptionerRow] = []
     for (captioner, data, generator, _), cell in sorted(by_lora.items()):
         row = next((x for x in rows if x.captioner == captioner and x.data == data and generator not in x.cells),

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Callable
 
 from densecaption.errors import UserError
-from densecaption.files import atomic_write_text, remove_stale_temps
+from densecaption.files import atomic_write_text, file_sha256, remove_stale_temps
 from densecaption.t2i.families import StepContext
 from densecaption.training.run_state import MetricsLog, RunState, latest_checkpoint, nothing_to_resume
-from densecaption.training.t2i_data import (CaptionData, TensorCache, TrainRow, auto_window, cache_key, file_sha256,
+from densecaption.training.t2i_data import (CaptionData, TensorCache, TrainRow, auto_window, cache_key,
                                             fill_cache, load_image, pipeline_tokenizer, read_captions,
                                             truncation_report, window_needed, window_warning)
 

@@ -182,14 +182,6 @@ def cache_key(*pieces: Any) -> str:
     return hashlib.sha256(json.dumps(pieces, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:32]
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 class TensorCache:
     """Tensors by key: one safetensors file per key under ``folder``, and in memory up to ``memory_bytes``."""
 
