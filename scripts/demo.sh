@@ -138,7 +138,7 @@ step "12. Text-to-image as a recipe: Captions4T2I Table 2 (20 caption sets -> 20
 # run finds every step done (same inputs and settings) and only prints the report again.
 $DC ls recipes
 $DC run c4t2i-table2 --scale demo --out "$OUT/runs/c4t2i-table2"
-$DC run c4t2i-table2 --scale demo --out "$OUT/runs/c4t2i-table2" --dry-run | tail -n 4
+$DC run c4t2i-table2 --scale demo --out "$OUT/runs/c4t2i-table2" --dry-run | head -n 4
 
 step "13. Masks: a mask tree from SAM-format masks, drawn by data show"
 # SA-1B-format records (COCO RLE) for two sample photos, made from the sample's own masks, then the tree step.
