@@ -401,7 +401,8 @@ def test_lock_only_failure_and_json(tmp_path):
     failed = run_cli(recipe, "--out", out, "--set", "record=nosuch")
     assert failed.exit_code == 1
     errors = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 2 and errors[-1].startswith("error: step draw failed (exit code 2): densecaption data show")
+    assert len(errors) == 2 and errors[-1].startswith("error: step draw failed (exit code 2: ") and "no record" in errors[-1] \
+        and " densecaption data show" in errors[-1]
     assert "Traceback" not in failed.output
     assert statuses(recipe, out, "--set", "record=nosuch") == {"data": "done", "draw": "run"}  # did not finish
 
@@ -474,3 +475,19 @@ def test_sigkill_mid_step_then_rerun_equals_an_uninterrupted_run(tmp_path):
     assert run_cli(recipe, "--out", whole).exit_code == 0
     assert statuses(recipe, killed) == {"data": "done", "model": "done"}
     assert tree_bytes(killed) == tree_bytes(whole) and "model/open_clip_model.safetensors" in tree_bytes(whole)
+
+
+def test_a_failed_step_is_named_with_its_command_and_the_command_s_own_reason(tmp_path):
+    recipe = recipe_file(tmp_path, """\
+        name: failing
+        title: a step that fails
+        steps:
+          - id: check
+            run: data validate
+            args: [/no/such/dci/folder]
+        """)
+    result = run_cli(recipe, "--out", tmp_path / "run")
+    assert result.exit_code == 1
+    line = next(x for x in result.output.splitlines() if x.startswith("error: step check failed"))
+    assert "exit code 2: /no/such/dci/folder: no such folder" in line
+    assert line.endswith("densecaption data validate /no/such/dci/folder")

@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run(*args: object):
     result = CliRunner().invoke(build_app(), ["run", *map(str, args)])
-    assert result.exit_code == 0, result.output[-3000:]
+    errors = "\n".join(line for line in result.output.splitlines() if "error" in line.lower())
+    assert result.exit_code == 0, errors + "\n" + result.output[-2000:]
     return result
 
 

@@ -118,7 +118,29 @@ class _Tee(io.TextIOBase):
             stream.flush()
 
     def isatty(self) -> bool:
-        return False
+        return self.streams[0].isatty()
+
+
+class _ErrorLines(io.TextIOBase):
+    """Keeps the last ``error: ...`` line written to it (colour codes removed): a failed step's own reason."""
+
+    def __init__(self) -> None:
+        self.last: str | None = None
+        self._partial = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        import re
+
+        *lines, self._partial = (self._partial + text).split("\n")
+        for line in lines:
+            plain = re.sub(r"\x1b\[[0-9;]*m", "", line).strip()
+            if plain.startswith("error:"):
+                self.last = plain[len("error:"):].strip()
+        self._partial = self._partial[-4096:]
+        return len(text)
 
 
 # --------------------------------------------------------------------------------------------- the run
@@ -179,12 +201,13 @@ class Runner:
         return all(gather_object([ok]))
 
     @contextlib.contextmanager
-    def step_stdout(self, copy: io.StringIO | None = None) -> Iterator[None]:
+    def step_stdout(self, copy: io.StringIO | None = None, errors: _ErrorLines | None = None) -> Iterator[None]:
         """A command's stdout: on stdout (on stderr with --json, which keeps stdout for the JSON), and into
-        ``copy`` for a report."""
+        ``copy`` for a report; its stderr also into ``errors`` (to name why a step failed)."""
         screen = sys.stderr if self.as_json else sys.stdout
         target: TextIO = _Tee(screen, copy) if copy is not None else screen
-        with contextlib.redirect_stdout(target):
+        err: TextIO = _Tee(sys.stderr, errors) if errors is not None else sys.stderr
+        with contextlib.redirect_stdout(target), contextlib.redirect_stderr(err):
             yield
 
     # ----------------------------------------------------------------------------------------- run
@@ -282,9 +305,11 @@ class Runner:
     def _execute(self, step: ResolvedStep, *, resuming: bool, copy: io.StringIO | None = None) -> str | None:
         """Run one command; an unexpected exception (a bug) is a failure whose traceback is kept in
         ``.recipe/steps/<id>.error.txt`` rather than ending the runner with a traceback."""
+        errors = _ErrorLines()
         try:
-            with self.step_stdout(copy):
-                return execute(self.root, step.full_argv(resuming=resuming))
+            with self.step_stdout(copy, errors):
+                failure = execute(self.root, step.full_argv(resuming=resuming))
+            return failure if failure is None or errors.last is None else f"{failure}: {errors.last}"
         except KeyboardInterrupt:
             raise
         except Exception as e:  # noqa: BLE001 - any crash of a step fails the step, with its traceback kept
